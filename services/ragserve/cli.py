@@ -1,0 +1,300 @@
+"""``ragserve`` command: ingest, search, query, eval, stats, config.
+
+Exit codes: 0 ok; 1 partial (some files could not be ingested); 2 bad input or config; 3 a dependency
+(Milvus, the model) failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ragserve.config import AppConfig, ConfigError, load_config
+from ragserve.observability.logging import configure_logging
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_DEPENDENCY = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+# ---- wiring ---------------------------------------------------------------------------------------------
+def prepare_environment(cfg: AppConfig, verbose: bool) -> None:
+    """Process-wide settings that must precede the first import of transformers / vLLM."""
+    if cfg.hf_offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    configure_logging(verbose)
+
+
+def open_store(cfg: AppConfig):  # -> MilvusStore
+    from ragserve.store.milvus import MilvusStore
+
+    return MilvusStore(cfg.store)
+
+
+def open_encoder(cfg: AppConfig):  # -> Encoder
+    from ragserve.embedder.encoder import Encoder
+
+    return Encoder(cfg.embedder)
+
+
+def open_retriever(cfg: AppConfig):  # -> Retriever
+    from ragserve.rag import Retriever
+    from ragserve.store.milvus import StoreError
+
+    store = open_store(cfg)
+    if not store.has_collection():
+        raise CliError(
+            f"collection {cfg.store.collection!r} does not exist in {cfg.store.uri}: "
+            "run `ragserve ingest PATH` first",
+            EXIT_USAGE,
+        )
+    encoder = open_encoder(cfg)
+    try:
+        store.ensure_collection(encoder.dim, encoder.model_name)
+    except StoreError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    return Retriever(encoder, store)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+# ---- commands -------------------------------------------------------------------------------------------
+def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
+    from ragserve.ingest.pipeline import IngestError, Ingestor
+
+    progress = None
+    bar: Any = None
+    if sys.stderr.isatty() and not args.json:
+        from tqdm import tqdm
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+            bar.update(done - bar.n)
+
+    store = open_store(cfg)
+    try:
+        report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
+            Path(args.path), base_url=args.base_url, prune=args.prune, progress=progress
+        )
+    except IngestError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    finally:
+        if bar is not None:
+            bar.close()
+        store.close()
+    for source, reason in report.files_failed:
+        print(f"warning: skipped {source}: {reason}", file=sys.stderr)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print(report.summary())
+    return EXIT_PARTIAL if report.files_failed else EXIT_OK
+
+
+def cmd_search(cfg: AppConfig, args: argparse.Namespace) -> int:
+    from ragserve.rag import hit_dict
+
+    retriever = open_retriever(cfg)
+    result = retriever.search(args.query, args.top_k or cfg.prompt.top_k, args.source or None)
+    if args.json:
+        _print_json({"hits": [hit_dict(h) for h in result.hits], "timings": result.timings})
+        return EXIT_OK
+    for rank, hit in enumerate(result.hits, 1):
+        preview = " ".join(hit.chunk.split())[:160]
+        print(f"{rank:>2}. {hit.score:.4f}  {hit.source}#{hit.chunk_index}  {preview}")
+    return EXIT_OK
+
+
+def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
+    from ragserve.generator.engine import VLLMGenerator
+    from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
+    from ragserve.rag import RagPipeline, hit_dict, validate_question
+
+    try:
+        validate_question(args.question)  # fail before the slow engine start
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    retriever = open_retriever(cfg)
+    sampling = cfg.generator.sampling
+    if args.max_tokens:
+        sampling = sampling.model_copy(update={"max_tokens": args.max_tokens})
+    generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
+    generator.start()
+    try:
+        prompt = PromptBuilder(
+            generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len
+        )
+        pipeline = RagPipeline(retriever, generator, prompt, cfg.prompt.top_k)
+        try:
+            answer = asyncio.run(pipeline.answer(args.question, sampling, args.top_k))
+        except PromptTooLongError as err:
+            raise CliError(f"question: {err}") from None
+    finally:
+        generator.shutdown()
+    if args.json:
+        _print_json(
+            {
+                "answer": answer.answer,
+                "sources": [hit_dict(h) for h in answer.sources],
+                "usage": answer.usage,
+                "timings": answer.timings,
+                "finish_reason": answer.finish_reason,
+                "contexts_dropped": answer.contexts_dropped,
+                "model": generator.model_name,
+            }
+        )
+        return EXIT_OK
+    print(answer.answer or "(empty answer)")
+    print("\nSources:")
+    for hit in answer.sources:
+        print(f"  {hit.score:.4f}  {hit.source}#{hit.chunk_index}")
+    t = answer.timings
+    print(
+        f"\nembed {t['embed_ms']:.0f} ms, search {t['search_ms']:.0f} ms, prompt {t['prompt_ms']:.0f} ms, "
+        f"generate {t['generate_ms']:.0f} ms (ttft {t['ttft_ms']:.0f} ms); tokens {answer.usage}"
+    )
+    return EXIT_OK
+
+
+def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
+    from ragserve.evaluate import EvalFileError, evaluate, load_eval_file
+
+    try:
+        items = load_eval_file(Path(args.file))
+    except EvalFileError as err:
+        raise CliError(str(err)) from None
+    report = evaluate(open_retriever(cfg), items, args.k)
+    if args.json:
+        data = report.as_dict()
+        if not args.details:
+            data.pop("per_question")
+        _print_json(data)
+        return EXIT_OK
+    print(
+        f"k={report.k} n={report.n}: recall@{report.k} {report.recall_at_k:.3f}, "
+        f"hit rate@{report.k} {report.hit_rate_at_k:.3f}, MRR {report.mrr:.3f}"
+    )
+    if report.no_gold:
+        print(f"left out (no gold sources): {', '.join(report.no_gold)}")
+    return EXIT_OK
+
+
+def cmd_stats(cfg: AppConfig, args: argparse.Namespace) -> int:
+    store = open_store(cfg)
+    try:
+        _print_json(store.stats())
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_config(cfg: AppConfig, args: argparse.Namespace) -> int:
+    from ragserve.config import dump_config
+
+    _print_json(dump_config(cfg))
+    return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="YAML config (default: the local profile)")
+    common.add_argument("--profile", choices=["local", "production"], help="defaults to start from")
+    common.add_argument("--collection", help="override store.collection (e.g. one collection per corpus)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress and engine output")
+
+    parser = argparse.ArgumentParser(
+        prog="ragserve", description="RAG over your documents with Milvus and vLLM."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", parents=[common], help="load, chunk, embed and store documents (idempotent)")
+    p.add_argument("path", help="a folder (read recursively) or a single file")
+    p.add_argument("--base-url", help="record sources as BASE_URL/relative/path instead of the relative path")
+    p.add_argument(
+        "--prune", action="store_true", help="delete chunks of files that are no longer under PATH"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", parents=[common], help="retrieve the top-k chunks for a query")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=_positive, help="number of chunks (default: prompt.top_k)")
+    p.add_argument("--source", action="append", help="restrict to this source (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("query", parents=[common], help="answer a question from the documents")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=_positive)
+    p.add_argument("--max-tokens", type=_positive, help="override generator.sampling.max_tokens")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("eval", parents=[common], help="recall@k and MRR of retrieval on a JSONL question set")
+    p.add_argument("file")
+    p.add_argument("--k", type=_positive, default=5)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--details", action="store_true", help="with --json, include per-question rankings")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("stats", parents=[common], help="collection size (chunks, documents)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("config", parents=[common], help="print the resolved configuration (secrets masked)")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = {"store": {"collection": args.collection}} if args.collection else None
+        cfg = load_config(args.config, profile=args.profile, overrides=overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    prepare_environment(cfg, args.verbose)
+    from ragserve.store.milvus import StoreError
+
+    try:
+        return int(args.func(cfg, args))
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    except StoreError as err:
+        print(f"error: Milvus: {err}", file=sys.stderr)
+        return EXIT_DEPENDENCY
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

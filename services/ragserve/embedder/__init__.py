@@ -1,0 +1,1 @@
+"""Embedding: the sentence-transformers Encoder (and, with Ray Serve, the batched Embedder deployment)."""

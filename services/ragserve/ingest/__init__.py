@@ -1,0 +1,1 @@
+"""Ingestion: load files, clean text, chunk, embed, upsert into the store (idempotent)."""

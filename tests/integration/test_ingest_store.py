@@ -1,0 +1,153 @@
+"""Ingestion and retrieval on real Milvus Lite with the real bundled MiniLM encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, make_plan
+from ragserve.rag import Retriever
+from ragserve.store import filters
+from ragserve.store.milvus import SchemaMismatchError
+
+pytestmark = pytest.mark.integration
+
+
+def all_ids(store) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for row in store._iterate(["id", "source"]):
+        out.setdefault(row["source"], set()).add(row["id"])
+    return out
+
+
+def test_ingest_is_idempotent_and_replaces_only_changed_files(
+    corpus_subset: Path, encoder, store, app_config
+) -> None:
+    ingestor = Ingestor(encoder, store, app_config.ingest)
+    first = ingestor.run(corpus_subset)
+    assert first.files == len(list(corpus_subset.rglob("*.md"))) and not first.files_failed
+    assert first.chunks_new > 50 and first.chunks_updated == first.chunks_deleted == 0
+    before = all_ids(store)
+    assert sum(len(v) for v in before.values()) == first.chunks_new
+
+    second = ingestor.run(corpus_subset)
+    assert second.chunks_written == 0 and second.chunks_deleted == 0
+    assert second.files_unchanged == first.files
+    assert all_ids(store) == before
+
+    page = corpus_subset / "reference" / "metric.md"
+    page.write_text(page.read_text() + "\n\nA new closing paragraph about Hamming distance.\n")
+    third = ingestor.run(corpus_subset)
+    assert third.files_written == 1 and third.chunks_new == 0
+    assert third.chunks_deleted == len(before["reference/metric.md"])
+    after = all_ids(store)
+    assert after["reference/metric.md"].isdisjoint(before["reference/metric.md"])
+    assert {s: ids for s, ids in after.items() if s != "reference/metric.md"} == {
+        s: ids for s, ids in before.items() if s != "reference/metric.md"
+    }
+
+    (corpus_subset / "reference" / "disk_index.md").unlink()
+    kept = ingestor.run(corpus_subset)
+    assert "reference/disk_index.md" in all_ids(store) and kept.sources_pruned == 0
+    pruned = ingestor.run(corpus_subset, prune=True)
+    assert pruned.sources_pruned == 1 and pruned.chunks_deleted == len(before["reference/disk_index.md"])
+    assert "reference/disk_index.md" not in all_ids(store)
+
+
+def test_interrupted_update_is_finished_by_the_next_run(
+    corpus_subset: Path, encoder, store, app_config
+) -> None:
+    ingestor = Ingestor(encoder, store, app_config.ingest)
+    ingestor.run(corpus_subset)
+    clean = all_ids(store)
+    page = corpus_subset / "reference" / "index.md"
+    page.write_text(page.read_text() + "\n\nEdited.\n")
+    # Simulate a crash between "write new chunks" and "delete old chunks": write half the new version only.
+    changed = next(f for f in _prepare_all(ingestor, corpus_subset) if f.source == "reference/index.md")
+    half = changed.records()[: len(changed.chunks) // 2]
+    store.upsert(half, encoder.embed_documents([r.chunk for r in half]))
+    assert make_plan([changed], store.document_index(), prune=False).write == [changed]
+
+    report = ingestor.run(corpus_subset)
+    assert report.files_written == 1
+    final = all_ids(store)
+    assert final["reference/index.md"] == {r.id for r in changed.records()}
+    assert {s: v for s, v in final.items() if s != "reference/index.md"} == {
+        s: v for s, v in clean.items() if s != "reference/index.md"
+    }
+
+
+def _prepare_all(ingestor: Ingestor, root: Path) -> list[PreparedFile]:
+    from ragserve.ingest.pipeline import discover, prepare, source_for
+
+    paths, _ = discover(root, ingestor.cfg)
+    return [prepare(p, source_for(p, root, None), ingestor.cfg, ingestor.splitter) for p in paths]
+
+
+def test_bad_files_are_reported_and_nothing_stored_is_lost(
+    tmp_path: Path, encoder, store, app_config
+) -> None:
+    docs = tmp_path / "mixed"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\n\nMilvus stores vectors in collections.\n")
+    (docs / "binary.txt").write_bytes(b"\x00\x01\x02\x03" * 100)
+    (docs / "latin1.txt").write_bytes("Résumé des paramètres".encode("latin-1"))
+    ingestor = Ingestor(encoder, store, app_config.ingest)
+    report = ingestor.run(docs)
+    assert sorted(s for s, _ in report.files_failed) == ["binary.txt", "latin1.txt"]
+    assert report.chunks_new == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IngestError, match="no supported files"):
+        ingestor.run(empty)
+    assert store.count('source == "good.md"') == 1  # still there after the failed runs
+
+
+def test_search_finds_the_gold_page_and_filters_by_source(
+    corpus_subset: Path, encoder, store, app_config
+) -> None:
+    Ingestor(encoder, store, app_config.ingest).run(corpus_subset)
+    retriever = Retriever(encoder, store)
+    result = retriever.search("What do the parameters for HNSW mean?", 5)
+    assert "reference/index.md" in [h.source for h in result.hits]
+    scores = [h.score for h in result.hits]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0001 for s in scores)
+    only = retriever.search("What do the parameters for HNSW mean?", 5, ["reference/metric.md"])
+    assert only.hits and {h.source for h in only.hits} == {"reference/metric.md"}
+    # A quoted value can't widen the filter into an expression matching everything.
+    assert retriever.search("HNSW", 5, ['x" or source != "']).hits == []
+    assert set(result.timings) == {"embed_ms", "search_ms"}
+
+
+def test_existing_collection_from_another_embedder_is_refused(store, encoder) -> None:
+    store.ensure_collection(8, "some-other-model")
+    with pytest.raises(SchemaMismatchError, match="8-d vectors"):
+        store.ensure_collection(encoder.dim, encoder.model_name)
+    store.drop()
+    store.ensure_collection(encoder.dim, "other-model-same-dim")
+    with pytest.raises(SchemaMismatchError, match="other-model-same-dim"):
+        store.ensure_collection(encoder.dim, encoder.model_name)
+
+
+def test_encoder_returns_normalized_float32(encoder) -> None:
+    vectors = encoder.embed_documents(["Milvus is a vector database.", "HNSW is a graph index."])
+    assert vectors.dtype == np.float32 and vectors.shape == (2, encoder.dim) == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert encoder.embed_queries([]).shape == (0, 384)
+
+
+def test_source_filter_helpers_on_real_milvus(store, encoder) -> None:
+    from ragserve.store.milvus import ChunkRecord
+
+    store.ensure_collection(encoder.dim, encoder.model_name)
+    records = [
+        ChunkRecord(f"id{i}", src, "t", f"text {i}", 0, "h")
+        for i, src in enumerate(["a/x.md", "a/y.md", "b/z.md", 'q"uote.md'])
+    ]
+    store.upsert(records, encoder.embed_documents([r.chunk for r in records]))
+    assert store.count(filters.source_prefix("a/")) == 2
+    assert store.count(filters.source_in(['q"uote.md'])) == 1
+    assert store.delete(filters.source_in(["b/z.md"])) >= 0
+    assert store.count("") == 3

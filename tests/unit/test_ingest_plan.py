@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from ragserve.config import IngestConfig
+from ragserve.ingest.pipeline import (
+    IngestError,
+    PreparedFile,
+    chunk_id,
+    discover,
+    document_hash,
+    make_plan,
+    source_for,
+)
+
+
+def prepared(source: str, doc_hash: str, n: int) -> PreparedFile:
+    return PreparedFile(source, "t", doc_hash, [f"chunk {i}" for i in range(n)])
+
+
+def test_plan_skips_unchanged_rewrites_changed_and_prunes_gone() -> None:
+    existing = {"a.md": {"h1": 3}, "b.md": {"h1": 2}, "gone.md": {"h9": 4}, "partial.md": {"h5": 1}}
+    files = [
+        prepared("a.md", "h1", 3),
+        prepared("b.md", "h2", 2),
+        prepared("new.md", "h3", 1),
+        prepared("partial.md", "h5", 2),
+    ]
+    plan = make_plan(files, existing, prune=True)
+    assert plan.unchanged == ["a.md"]
+    assert [f.source for f in plan.write] == ["b.md", "new.md", "partial.md"]  # partial: crash mid-write
+    assert plan.prune == ["gone.md"]
+    assert make_plan(files, existing, prune=False).prune == []
+
+
+def test_mixed_versions_after_a_crash_count_as_changed() -> None:
+    plan = make_plan([prepared("a.md", "new", 2)], {"a.md": {"old": 3, "new": 2}}, prune=False)
+    assert [f.source for f in plan.write] == ["a.md"]
+
+
+def test_ids_are_deterministic_and_distinct() -> None:
+    assert chunk_id("a.md", "h", 0) == chunk_id("a.md", "h", 0)
+    ids = {chunk_id(s, h, i) for s in ("a.md", "b.md") for h in ("h1", "h2") for i in range(3)}
+    assert len(ids) == 12
+    records = prepared("a.md", "h1", 3).records()
+    assert [r.chunk_index for r in records] == [0, 1, 2]
+
+
+def test_document_hash_covers_text_title_and_chunking() -> None:
+    cfg = IngestConfig()
+    base = document_hash("text", "title", cfg)
+    assert base == document_hash("text", "title", IngestConfig())
+    assert base != document_hash("text!", "title", cfg)
+    assert base != document_hash("text", "other", cfg)
+    assert base != document_hash("text", "title", IngestConfig(chunk_size=1000))
+
+
+def test_sources_are_relative_or_urls(tmp_path: Path) -> None:
+    (tmp_path / "guide").mkdir()
+    page = tmp_path / "guide" / "my page.md"
+    page.write_text("x")
+    assert source_for(page, tmp_path, None) == "guide/my page.md"
+    assert (
+        source_for(page, tmp_path, "https://docs.example.com/v2/")
+        == "https://docs.example.com/v2/guide/my%20page.md"
+    )
+    assert source_for(page, page, None) == "my page.md"
+
+
+def test_discover_filters_hidden_unsupported_and_large(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.md").write_text("hidden")
+    (tmp_path / "a.md").write_text("a")
+    (tmp_path / "b.HTML").write_text("<p>b</p>")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "big.txt").write_bytes(b"x" * 2_000_000)
+    found, skipped = discover(tmp_path, IngestConfig(max_file_mb=1))
+    assert [p.name for p in found] == ["a.md", "b.HTML"]
+    assert skipped == 2
+    with pytest.raises(IngestError, match="does not exist"):
+        discover(tmp_path / "nope", IngestConfig())
