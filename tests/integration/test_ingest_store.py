@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, make_plan
-from ragserve.rag import Retriever
+from ragserve.rag import Retriever, local_query_embedder
 from ragserve.store import filters
 from ragserve.store.milvus import SchemaMismatchError
 
@@ -109,15 +110,15 @@ def test_search_finds_the_gold_page_and_filters_by_source(
     corpus_subset: Path, encoder, store, app_config
 ) -> None:
     Ingestor(encoder, store, app_config.ingest).run(corpus_subset)
-    retriever = Retriever(encoder, store)
-    result = retriever.search("What do the parameters for HNSW mean?", 5)
+    retriever = Retriever(local_query_embedder(encoder), store)
+    result = asyncio.run(retriever.search("What do the parameters for HNSW mean?", 5))
     assert "reference/index.md" in [h.source for h in result.hits]
     scores = [h.score for h in result.hits]
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0001 for s in scores)
-    only = retriever.search("What do the parameters for HNSW mean?", 5, ["reference/metric.md"])
+    only = asyncio.run(retriever.search("HNSW parameters", 5, filters.source_in(["reference/metric.md"])))
     assert only.hits and {h.source for h in only.hits} == {"reference/metric.md"}
     # A quoted value can't widen the filter into an expression matching everything.
-    assert retriever.search("HNSW", 5, ['x" or source != "']).hits == []
+    assert asyncio.run(retriever.search("HNSW", 5, filters.source_in(['x" or source != "']))).hits == []
     assert set(result.timings) == {"embed_ms", "search_ms"}
 
 

@@ -11,13 +11,13 @@ import numpy as np
 from ragserve.config import BUNDLED_MINILM, EmbedderConfig
 
 
-class TextEncoder(Protocol):
+class DocumentEncoder(Protocol):
+    """What ingestion needs: the model's identity and dimension, and a batch document encoder."""
+
     model_name: str
     dim: int
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def resolve_model_path(model: str) -> str:

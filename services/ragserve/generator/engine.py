@@ -59,6 +59,9 @@ def engine_kwargs(cfg: GeneratorConfig, model_path: str) -> dict[str, Any]:
         "seed": cfg.seed,
         "disable_log_stats": False,
     }
+    if cfg.tensor_parallel_size * cfg.pipeline_parallel_size > 1:
+        # Workers go into the replica's placement group (see generator/deployment.py: placement()).
+        kwargs["distributed_executor_backend"] = "ray"
     if cfg.max_num_batched_tokens is not None:
         kwargs["max_num_batched_tokens"] = cfg.max_num_batched_tokens
     if cfg.max_num_seqs is not None:

@@ -19,13 +19,14 @@ from pathlib import Path
 from urllib.parse import quote as url_quote
 
 from ragserve.config import IngestConfig
-from ragserve.embedder.encoder import TextEncoder
+from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import RecursiveSplitter
-from ragserve.ingest.loaders import LoaderError, load_document
+from ragserve.ingest.loaders import Document, LoaderError, load_document
 from ragserve.store import filters
 from ragserve.store.milvus import ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]  # (chunks done, chunks total)
 EMBED_GROUP_CHUNKS = 512  # chunks embedded and written together (several files per group)
 
 
@@ -139,7 +140,10 @@ def source_for(path: Path, root: Path, base_url: str | None) -> str:
 
 
 def prepare(path: Path, source: str, cfg: IngestConfig, splitter: RecursiveSplitter) -> PreparedFile:
-    doc = load_document(path)
+    return prepare_text(load_document(path), source, cfg, splitter)
+
+
+def prepare_text(doc: Document, source: str, cfg: IngestConfig, splitter: RecursiveSplitter) -> PreparedFile:
     chunks = splitter.split(doc.text)
     if not chunks:
         raise LoaderError("no text content")
@@ -179,7 +183,10 @@ def embed_text(record: ChunkRecord, with_title: bool) -> str:
 
 
 class Ingestor:
-    def __init__(self, encoder: TextEncoder, store: MilvusStore, cfg: IngestConfig):
+    """Writes prepared documents idempotently. ``encoder`` needs ``dim``, ``model_name`` and a
+    synchronous ``embed_documents`` (the local Encoder, or the router's adapter over the embedder pool)."""
+
+    def __init__(self, encoder: DocumentEncoder, store: MilvusStore, cfg: IngestConfig):
         self.encoder = encoder
         self.store = store
         self.cfg = cfg
@@ -191,7 +198,7 @@ class Ingestor:
         *,
         base_url: str | None = None,
         prune: bool = False,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
         started = time.perf_counter()
         root = root.expanduser()
@@ -211,18 +218,29 @@ class Ingestor:
                 report.files_failed.append((source, str(err)))
         self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
         plan = make_plan(prepared, self.store.document_index(), prune)
+        self._apply(plan, report, progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_documents(self, prepared: Sequence[PreparedFile]) -> IngestReport:
+        """Idempotent write of in-memory documents (the HTTP API); only their own sources are compared."""
+        started = time.perf_counter()
+        report = IngestReport(files=len(prepared))
+        self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
+        existing = self.store.document_index(filters.source_in([f.source for f in prepared]))
+        self._apply(make_plan(prepared, existing, prune=False), report, None)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _apply(self, plan: IngestPlan, report: IngestReport, progress: Progress | None) -> None:
         report.files_unchanged = len(plan.unchanged)
         self._write(plan, report, progress)
         for source in plan.prune:
             report.chunks_deleted += sum(plan.existing[source].values())
             self.store.delete(filters.source_in([source]))
             report.sources_pruned += 1
-        report.seconds = time.perf_counter() - started
-        return report
 
-    def _write(
-        self, plan: IngestPlan, report: IngestReport, progress: Callable[[int, int], None] | None
-    ) -> None:
+    def _write(self, plan: IngestPlan, report: IngestReport, progress: Progress | None) -> None:
         """Embed and write changed files in groups; ``progress(done_chunks, total_chunks)`` after each."""
         total = sum(len(f.chunks) for f in plan.write)
         done = 0

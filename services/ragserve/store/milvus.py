@@ -222,10 +222,10 @@ class MilvusStore:
         return int(rows[0]["count(*)"]) if rows else 0
 
     # ---- reads --------------------------------------------------------------------------------------
-    def document_index(self) -> dict[str, dict[str, int]]:
+    def document_index(self, expr: str = "") -> dict[str, dict[str, int]]:
         """source -> {doc_hash: chunk count}: what ingestion compares against to skip unchanged files."""
         index: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for row in self._iterate(["source", "doc_hash"]):
+        for row in self._iterate(["source", "doc_hash"], expr):
             index[row["source"]][row["doc_hash"]] += 1
         return {s: dict(h) for s, h in index.items()}
 

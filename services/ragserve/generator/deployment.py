@@ -1,0 +1,68 @@
+"""Generator deployment: one vLLM AsyncLLM per replica, streaming deltas to the router through a handle.
+
+Why not ``ray.serve.llm`` (LLMServer / build_llm_deployment): RESEARCH_NOTE
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ragserve.config import GeneratorConfig, SamplingConfig
+from ragserve.generator.engine import GenerationDelta, VLLMGenerator
+
+
+def placement(cfg: GeneratorConfig) -> dict[str, Any]:
+    """Serve options for one replica. One GPU bundle per TP x PP rank; STRICT_PACK keeps a TP group on one
+    node (PACK when pipeline stages may span nodes). The replica actor itself sits in bundle 0."""
+    cpus = cfg.deployment.num_cpus
+    gpus = cfg.gpus_per_replica
+    if gpus <= 1:
+        return {"ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}}
+    return {
+        "ray_actor_options": {"num_cpus": cpus, "num_gpus": 0},
+        "placement_group_bundles": [{"CPU": cpus, "GPU": 1}] + [{"GPU": 1}] * (gpus - 1),
+        "placement_group_strategy": "STRICT_PACK" if cfg.pipeline_parallel_size == 1 else "PACK",
+    }
+
+
+class GeneratorDeployment:
+    def __init__(self, cfg: GeneratorConfig, cache_dir: str):
+        self.generator = VLLMGenerator(cfg, Path(cache_dir))
+        self.generator.start()
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.generator.model_name, "max_model_len": self.generator.cfg.max_model_len}
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: dict[str, Any], request_id: str | None = None
+    ) -> AsyncIterator[GenerationDelta]:
+        """Stream deltas. If the caller goes away, Serve cancels this generator and vLLM aborts."""
+        params = SamplingConfig.model_validate(sampling)
+        async for delta in self.generator.generate(prompt_token_ids, params, request_id):
+            yield delta
+
+    async def check_health(self) -> None:
+        await self.generator.check_health()
+
+    def __del__(self) -> None:
+        self.generator.shutdown()
+
+
+class RemoteGenerator:
+    """The TextGenerator interface over a handle to GeneratorDeployment (used by the router)."""
+
+    def __init__(self, handle: Any, model_name: str):
+        self.handle = handle.options(stream=True)
+        self.model_name = model_name
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
+    ) -> AsyncIterator[GenerationDelta]:
+        stream = self.handle.generate.remote(prompt_token_ids, sampling.model_dump(), request_id)
+        try:
+            async for delta in stream:
+                yield delta
+        finally:
+            stream.cancel()  # no-op when finished; aborts the engine request when the client left

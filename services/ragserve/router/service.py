@@ -1,0 +1,317 @@
+"""RagService: what the HTTP endpoints do, independent of FastAPI and Serve (handles come in from outside)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ragserve.config import AppConfig, SamplingConfig
+from ragserve.generator.engine import TextGenerator
+from ragserve.generator.prompt import PromptBuilder
+from ragserve.ingest.chunker import RecursiveSplitter
+from ragserve.ingest.loaders import Document, clean_text
+from ragserve.ingest.pipeline import Ingestor, IngestReport, prepare_text
+from ragserve.rag import Delta, Done, RagPipeline, Retrieved, Retriever, SearchResult, hit_dict
+from ragserve.router.models import ChatRequest, DocumentsRequest, QueryRequest, SearchRequest
+from ragserve.store import filters
+from ragserve.store.milvus import MilvusStore
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a type and the offending field (rendered as {"error": {...}})."""
+
+    def __init__(self, status: int, type_: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.type, self.message, self.field = status, type_, message, field
+
+
+class RemoteEmbedder:
+    """Embedder pool behind a handle: async batched queries for requests, sync batches for ingestion."""
+
+    def __init__(self, handle: Any, model_name: str, dim: int):
+        self.handle = handle
+        self.model_name = model_name
+        self.dim = dim
+
+    async def embed_queries(self, texts: list[str]) -> np.ndarray:
+        vectors = await asyncio.gather(*(self.handle.embed_query.remote(t) for t in texts))
+        return np.stack(vectors).astype(np.float32, copy=False)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        # Called from a worker thread (ingestion runs off the event loop), where blocking is fine.
+        return np.asarray(self.handle.embed_documents.remote(list(texts)).result(), dtype=np.float32)
+
+
+def sse(data: Any, event: str | None = None) -> str:
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
+
+
+class RagService:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        embedder: RemoteEmbedder,
+        store: MilvusStore,
+        generator: TextGenerator,
+        prompt: PromptBuilder,
+        checks: dict[str, Any] | None = None,
+    ):
+        self.cfg = cfg
+        self.embedder = embedder
+        self.store = store
+        self.generator = generator
+        self.retriever = Retriever(embedder.embed_queries, store)
+        self.pipeline = RagPipeline(self.retriever, generator, prompt, cfg.prompt.top_k)
+        self.ingestor = Ingestor(embedder, store, cfg.ingest)
+        self.splitter = RecursiveSplitter(cfg.ingest.chunk_size, cfg.ingest.chunk_overlap or 0)
+        self.checks = checks or {}
+        self.created = int(time.time())
+
+    # ---- helpers --------------------------------------------------------------------------------------
+    def _top_k(self, requested: int | None) -> int:
+        top_k = requested or self.cfg.prompt.top_k
+        if top_k > self.cfg.router.max_top_k:
+            raise ApiError(
+                422, "invalid_request_error", f"top_k must be at most {self.cfg.router.max_top_k}", "top_k"
+            )
+        return top_k
+
+    def _sampling(
+        self, temperature: float | None, top_p: float | None, max_tokens: int | None
+    ) -> SamplingConfig:
+        base = self.cfg.generator.sampling
+        update = {
+            k: v
+            for k, v in {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}.items()
+            if v is not None
+        }
+        sampling = base.model_copy(update=update)
+        if sampling.max_tokens >= self.cfg.generator.max_model_len:
+            raise ApiError(
+                422,
+                "invalid_request_error",
+                f"max_tokens must be below the model's context length {self.cfg.generator.max_model_len}",
+                "max_tokens",
+            )
+        return sampling
+
+    # ---- retrieval ------------------------------------------------------------------------------------
+    async def search(self, req: SearchRequest) -> dict[str, Any]:
+        expr = req.filter.expression() if req.filter else ""
+        result: SearchResult = await self.retriever.search(req.query, self._top_k(req.top_k), expr)
+        return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
+
+    # ---- RAG query ------------------------------------------------------------------------------------
+    async def start_query(
+        self,
+        question: str,
+        sampling: SamplingConfig,
+        top_k: int | None,
+        expr: str,
+        history: list[dict[str, str]],
+    ) -> tuple[Retrieved, AsyncIterator[Retrieved | Delta | Done]]:
+        """Run retrieval and prompt building now (so bad input fails before a stream starts)."""
+        events = self.pipeline.stream(question, sampling, self._top_k(top_k), expr, history, uuid.uuid4().hex)
+        first = await anext(events)
+        assert isinstance(first, Retrieved)
+        return first, events
+
+    async def query(self, req: QueryRequest) -> dict[str, Any]:
+        s = req.sampling
+        sampling = self._sampling(
+            s.temperature if s else None, s.top_p if s else None, s.max_tokens if s else None
+        )
+        retrieved, events = await self.start_query(
+            req.question, sampling, req.top_k, req.filter.expression() if req.filter else "", []
+        )
+        parts: list[str] = []
+        done: Done | None = None
+        async for event in events:
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            elif isinstance(event, Done):
+                done = event
+        assert done is not None
+        return {
+            "answer": "".join(parts).strip(),
+            "sources": [hit_dict(h) for h in retrieved.hits],
+            "usage": done.usage,
+            "timings": done.timings,
+            "model": self.generator.model_name,
+            "finish_reason": done.finish_reason,
+            "contexts_dropped": retrieved.contexts_dropped,
+        }
+
+    async def query_events(self, req: QueryRequest) -> AsyncIterator[str]:
+        """SSE: `sources` event, `delta` events, a `done` event with usage and timings, then [DONE]."""
+        s = req.sampling
+        sampling = self._sampling(
+            s.temperature if s else None, s.top_p if s else None, s.max_tokens if s else None
+        )
+        retrieved, events = await self.start_query(
+            req.question, sampling, req.top_k, req.filter.expression() if req.filter else "", []
+        )
+        return self._query_sse(retrieved, events)
+
+    async def _query_sse(self, retrieved: Retrieved, events: AsyncIterator[Any]) -> AsyncIterator[str]:
+        yield sse({"sources": [hit_dict(h) for h in retrieved.hits], "timings": retrieved.timings}, "sources")
+        async for event in events:
+            if isinstance(event, Delta):
+                yield sse({"text": event.text}, "delta")
+            elif isinstance(event, Done):
+                yield sse(
+                    {"usage": event.usage, "timings": event.timings, "finish_reason": event.finish_reason},
+                    "done",
+                )
+        yield sse("[DONE]")
+
+    # ---- OpenAI-compatible chat ----------------------------------------------------------------------
+    def _chat_inputs(self, req: ChatRequest) -> tuple[str, list[dict[str, str]], SamplingConfig, str]:
+        if req.model and req.model != self.generator.model_name:
+            raise ApiError(404, "model_not_found", f"model {req.model!r} is not served here", "model")
+        users = [i for i, m in enumerate(req.messages) if m.role == "user" and m.text().strip()]
+        if not users:
+            raise ApiError(
+                422, "invalid_request_error", "messages must contain a non-empty user message", "messages"
+            )
+        last = users[-1]
+        question = req.messages[last].text()
+        history = [
+            {"role": m.role, "content": m.text()}
+            for m in req.messages[:last]
+            if m.role in ("user", "assistant") and m.text().strip()
+        ]
+        operator = "\n".join(
+            m.text() for m in req.messages if m.role in ("system", "developer") and m.text().strip()
+        )
+        if operator:  # the client's system prompt extends ours; it cannot remove the grounding rules
+            history.insert(0, {"role": "user", "content": f"Operator instructions: {operator}"})
+            history.insert(1, {"role": "assistant", "content": "Understood."})
+        sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
+        return question, history, sampling, req.filter.expression() if req.filter else ""
+
+    async def chat(self, req: ChatRequest) -> dict[str, Any]:
+        question, history, sampling, expr = self._chat_inputs(req)
+        retrieved, events = await self.start_query(question, sampling, req.top_k, expr, history)
+        parts, done = [], None
+        async for event in events:
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            elif isinstance(event, Done):
+                done = event
+        assert done is not None
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.generator.model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(parts).strip()},
+                    "finish_reason": done.finish_reason or "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": done.usage,
+            "sources": [hit_dict(h, with_chunk=False) for h in retrieved.hits],
+            "timings": done.timings,
+        }
+
+    async def chat_events(self, req: ChatRequest) -> AsyncIterator[str]:
+        question, history, sampling, expr = self._chat_inputs(req)
+        retrieved, events = await self.start_query(question, sampling, req.top_k, expr, history)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return self._chat_sse(retrieved, events, include_usage)
+
+    async def _chat_sse(
+        self, retrieved: Retrieved, events: AsyncIterator[Any], include_usage: bool
+    ) -> AsyncIterator[str]:
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.generator.model_name,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            return sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+        yield chunk(
+            {"role": "assistant", "content": ""},
+            sources=[hit_dict(h, with_chunk=False) for h in retrieved.hits],
+        )
+        async for event in events:
+            if isinstance(event, Delta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, Done):
+                yield chunk({}, event.finish_reason or "stop")
+                if include_usage:
+                    yield sse({**base, "choices": [], "usage": event.usage})
+        yield sse("[DONE]")
+
+    def models(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.generator.model_name,
+                    "object": "model",
+                    "created": self.created,
+                    "owned_by": "ragserve",
+                }
+            ],
+        }
+
+    # ---- documents ------------------------------------------------------------------------------------
+    async def add_documents(self, req: DocumentsRequest) -> dict[str, Any]:
+        sources = [d.source for d in req.documents]
+        if len(set(sources)) != len(sources):
+            raise ApiError(
+                422, "invalid_request_error", "each document source must be unique in a request", "documents"
+            )
+        prepared = []
+        for i, doc in enumerate(req.documents):
+            text = clean_text(doc.text)
+            if not text:
+                raise ApiError(422, "invalid_request_error", "document text is empty", f"documents[{i}].text")
+            prepared.append(
+                prepare_text(
+                    Document(text, doc.title or doc.source), doc.source, self.cfg.ingest, self.splitter
+                )
+            )
+        report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_documents, prepared)
+        return report.as_dict()
+
+    async def delete_document(self, source: str) -> dict[str, Any]:
+        expr = filters.source_in([source])
+        count = await asyncio.to_thread(self.store.count, expr)
+        if count == 0:
+            raise ApiError(404, "not_found", f"no chunks stored for source {source!r}", "source")
+        await asyncio.to_thread(self.store.delete, expr)
+        return {"source": source, "deleted_chunks": count}
+
+    async def stats(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.store.stats)
+
+    # ---- readiness ------------------------------------------------------------------------------------
+    async def readiness(self, timeout_s: float = 5.0) -> tuple[bool, dict[str, str]]:
+        async def milvus() -> None:
+            await asyncio.to_thread(self.store.has_collection)
+
+        probes = {"milvus": milvus, **self.checks}
+        results: dict[str, str] = {}
+        for name, probe in probes.items():
+            try:
+                await asyncio.wait_for(probe(), timeout_s)
+                results[name] = "ok"
+            except Exception as err:  # a readiness probe reports every failure, whatever its type
+                results[name] = f"unavailable: {type(err).__name__}: {err}"[:300]
+        return all(v == "ok" for v in results.values()), results

@@ -1,0 +1,50 @@
+"""Milvus Lite shared by many processes: one owner serves the *.db over gRPC, everyone else uses its URI.
+
+A Milvus Lite file is opened (and locked) by one process. Under Ray Serve that owner is the
+``MilvusLiteServer`` deployment (one replica); routers ask it for the URI and then talk to it exactly as
+they talk to a Milvus cluster (``http://host:port`` through pymilvus), so the store code has one path.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class LiteServer:
+    """Runs Milvus Lite's gRPC server in this process for one data path."""
+
+    def __init__(self, db_path: str, host: str = "127.0.0.1", port: int = 0):
+        from milvus_lite.adapter.grpc.server import start_server_in_thread
+
+        path = Path(db_path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._server: Any
+        self._server, self._db, self.port = start_server_in_thread(str(path), host=host, port=port)
+        self.host = host if host not in ("0.0.0.0", "") else socket.gethostbyname(socket.gethostname())
+        log.info("Milvus Lite %s served at %s", path, self.uri)
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._server.stop(grace=2)
+        self._db.close()
+
+
+class MilvusLiteServerDeployment:
+    """Serve deployment (exactly one replica) that owns the Milvus Lite file."""
+
+    def __init__(self, db_path: str):
+        self.server = LiteServer(db_path)
+
+    def uri(self) -> str:
+        return self.server.uri
+
+    def __del__(self) -> None:
+        self.server.stop()
