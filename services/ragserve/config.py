@@ -55,6 +55,7 @@ class ReplicaConfig(_Section):
     )
     upscale_delay_s: float = Field(5.0, ge=0, description="Sustained load needed before adding replicas.")
     downscale_delay_s: float = Field(60.0, ge=0, description="Sustained idleness before removing replicas.")
+    look_back_period_s: float = Field(30.0, gt=0, description="Window over which load is averaged.")
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per replica.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (the generator derives this from TP).")
 
@@ -78,6 +79,7 @@ class ReplicaConfig(_Section):
             "target_ongoing_requests": self.target_ongoing_requests,
             "upscale_delay_s": self.upscale_delay_s,
             "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.look_back_period_s,
         }
 
 

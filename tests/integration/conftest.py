@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,3 +32,19 @@ def store(app_config: AppConfig) -> Iterator:
     s = MilvusStore(app_config.store)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session: 8 logical CPUs (more than the machine has, or some deployments
+    never schedule) and fast autoscaling metrics so scaling is observable within a test."""
+    os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
+    os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
+    import ray
+
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()

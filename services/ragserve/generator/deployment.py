@@ -46,6 +46,10 @@ class GeneratorDeployment:
     async def check_health(self) -> None:
         await self.generator.check_health()
 
+    def unfinished_requests(self) -> int:
+        """Sequences the engine is still working on (observability and the disconnect test)."""
+        return int(self.generator.engine.output_processor.get_num_unfinished_requests())
+
     def __del__(self) -> None:
         self.generator.shutdown()
 

@@ -41,7 +41,8 @@ api = FastAPI(
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    """("body", "filter", "sources", 0) -> "filter.sources.0" (the first element is where it came from)."""
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)]
     return ".".join(parts) or "body"
 
 

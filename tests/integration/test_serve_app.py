@@ -1,0 +1,250 @@
+"""The Ray Serve application on a real local Ray: embedder pool, vLLM generator (CPU), router, Milvus Lite."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from ragserve.app import APP_NAME, build_app, config_from_args, serve_config
+from ragserve.config import load_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+PORT = 8765
+BASE = f"http://127.0.0.1:{PORT}"
+QUESTION = "What do the parameters for HNSW mean?"
+
+
+@pytest.fixture(scope="module")
+def served(
+    ray_cluster, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    from ray import serve
+
+    home = tmp_path_factory.mktemp("serve-home")
+    docs = tmp_path_factory.mktemp("serve-docs")
+    for rel in (
+        "reference/index.md",
+        "reference/metric.md",
+        "reference/consistency.md",
+        "about/limitations.md",
+    ):
+        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (docs / rel).write_bytes((corpus_dir / rel).read_bytes())
+    env = {**os.environ, "RAGSERVE_HOME": str(home)}
+    subprocess.run(
+        [sys.executable, "-m", "ragserve.cli", "ingest", str(docs)], env=env, check=True, timeout=300
+    )
+
+    fast = {"upscale_delay_s": 0, "look_back_period_s": 2, "downscale_delay_s": 600}
+    args = {
+        "data_dir": str(home),
+        "embedder": {
+            "max_batch_size": 8,
+            "deployment": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, **fast},
+        },
+        "generator": {"deployment": {"min_replicas": 1, "max_replicas": 1, **fast}},
+        "router": {"deployment": {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 64, **fast}},
+    }
+    serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    yield {"args": args, "home": home}
+    serve.delete(APP_NAME)
+
+
+def post(path: str, body: dict[str, Any], timeout: float = 120) -> httpx.Response:
+    return httpx.post(BASE + path, json=body, timeout=timeout)
+
+
+def test_probes_and_models(served) -> None:
+    assert httpx.get(BASE + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(BASE + "/readyz", timeout=30)
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "milvus": "ok",
+        "embedder": "ok",
+        "generator": "ok",
+    }
+    models = httpx.get(BASE + "/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "generated:tiny-llama"
+    spec = httpx.get(BASE + "/openapi.json").json()
+    assert {"/v1/query", "/v1/search", "/v1/chat/completions", "/v1/documents"} <= set(spec["paths"])
+
+
+def test_query_returns_answer_sources_usage_timings(served) -> None:
+    res = post("/v1/query", {"question": QUESTION, "top_k": 3})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["answer"] and len(body["sources"]) == 3
+    assert "reference/index.md" in [s["source"] for s in body["sources"]]
+    assert body["usage"]["completion_tokens"] > 0
+    assert {"embed_ms", "search_ms", "prompt_ms", "generate_ms", "ttft_ms", "total_ms"} <= set(
+        body["timings"]
+    )
+
+
+def sse_events(text: str) -> list[tuple[str | None, str]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        name = None
+        data = []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data.append(line[len("data: ") :])
+        events.append((name, "\n".join(data)))
+    return events
+
+
+def test_query_stream_is_framed_sse(served) -> None:
+    with httpx.stream(
+        "POST", BASE + "/v1/query", json={"question": QUESTION, "top_k": 2, "stream": True}, timeout=120
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers.get("x-accel-buffering") == "no"
+        text = r.read().decode()
+    events = sse_events(text)
+    names = [n for n, _ in events]
+    assert names[0] == "sources" and names[-2] == "done" and events[-1] == (None, "[DONE]")
+    assert set(names[1:-2]) == {"delta"} and len(names) > 4
+    assert len(json.loads(events[0][1])["sources"]) == 2
+    done = json.loads(events[-2][1])
+    streamed = "".join(json.loads(d)["text"] for n, d in events if n == "delta")
+    assert streamed and done["usage"]["completion_tokens"] > 0 and done["finish_reason"] == "length"
+
+
+def test_search_filters_and_bad_input(served) -> None:
+    res = post(
+        "/v1/search",
+        {"query": "hamming distance", "top_k": 3, "filter": {"sources": ["reference/metric.md"]}},
+    )
+    assert res.status_code == 200 and {h["source"] for h in res.json()["hits"]} == {"reference/metric.md"}
+    res = post("/v1/search", {"query": "index", "top_k": 5, "filter": {"source_prefix": "reference/"}})
+    assert all(h["source"].startswith("reference/") for h in res.json()["hits"])
+    for body, field in [
+        ({"query": "", "top_k": 3}, "query"),
+        ({"query": "x", "top_k": 0}, "top_k"),
+        ({"query": "x", "top_k": 500}, "top_k"),
+        ({"query": "x", "where": "1 == 1"}, "where"),
+        ({"query": "x", "filter": {"expr": "source != ''"}}, "filter.expr"),
+    ]:
+        res = post("/v1/search", body)
+        assert res.status_code == 422, (body, res.text)
+        assert res.json()["error"]["field"] == field and res.json()["error"]["message"]
+    res = post("/v1/query", {"question": "   "})
+    assert res.status_code == 422 and res.json()["error"]["field"] == "question"
+
+
+def test_openai_client_unchanged(served) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    model = client.models.list().data[0].id
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": QUESTION}], max_tokens=8
+    )
+    assert reply.choices[0].message.content and reply.usage is not None and reply.usage.completion_tokens == 8
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is Milvus?"}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    parts, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.choices:
+            parts.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    assert "".join(parts) and finish == "length" and usage is not None and usage.completion_tokens == 8
+    with pytest.raises(Exception, match="404"):
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_documents_are_idempotent_and_deletable(served) -> None:
+    doc = {
+        "source": "notes/ragserve.md",
+        "text": "# Notes\n\nragserve keeps answers grounded in Milvus documents.",
+    }
+    first = post("/v1/documents", {"documents": [doc]}).json()
+    again = post("/v1/documents", {"documents": [doc]}).json()
+    assert first["chunks_new"] == 1 and again["chunks_new"] == again["chunks_updated"] == 0
+    hits = post(
+        "/v1/search", {"query": "grounded answers", "top_k": 1, "filter": {"sources": [doc["source"]]}}
+    ).json()
+    assert hits["hits"][0]["source"] == doc["source"]
+    stats = httpx.get(BASE + "/v1/collections/stats").json()
+    assert stats["documents"] == 5
+    assert httpx.delete(BASE + "/v1/documents/notes/ragserve.md").json() == {
+        "source": doc["source"],
+        "deleted_chunks": 1,
+    }
+    missing = httpx.delete(BASE + "/v1/documents/notes/ragserve.md")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
+    bad = post("/v1/documents", {"documents": [{"source": "x.md", "text": ""}]})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "documents.0.text"
+
+
+def test_client_disconnect_aborts_generation(served) -> None:
+    from ray import serve
+
+    generator = serve.get_deployment_handle("Generator", APP_NAME)
+    body = {"question": "What is HNSW?", "top_k": 1, "stream": True, "sampling": {"max_tokens": 1500}}
+    with httpx.stream("POST", BASE + "/v1/query", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("event: delta"):
+                assert generator.unfinished_requests.remote().result() == 1
+                break
+    deadline = time.time() + 5
+    while generator.unfinished_requests.remote().result() and time.time() < deadline:
+        time.sleep(0.1)
+    assert generator.unfinished_requests.remote().result() == 0  # 1500 tokens would take far longer
+
+
+def replicas(deployment: str) -> int:
+    from ray import serve
+
+    status = serve.status().applications[APP_NAME].deployments[deployment]
+    return sum(n for state, n in status.replica_states.items() if str(state).endswith("RUNNING"))
+
+
+def test_embedder_pool_autoscales_independently(served) -> None:
+    assert replicas("Embedder") == 1 and replicas("Generator") == 1
+    body = {"query": "How are consistency levels defined?", "top_k": 3}
+    stop_at = time.time() + 90
+    with cf.ThreadPoolExecutor(16) as pool:
+        while time.time() < stop_at and replicas("Embedder") < 2:
+            list(pool.map(lambda _: post("/v1/search", body).status_code, range(64)))
+    assert replicas("Embedder") == 2  # grew to its max under load
+    assert replicas("Generator") == 1  # its own config: fixed at one
+
+
+def test_serve_config_round_trips_through_build_app(served, tmp_path: Path) -> None:
+    env = {**os.environ, "RAGSERVE_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "ragserve.cli", "serve-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    doc = yaml.safe_load(out)
+    app = doc["applications"][0]
+    assert app["import_path"] == "ragserve.app:build_app" and app["name"] == APP_NAME
+    assert {d["name"] for d in app["deployments"]} == {"Router", "Embedder", "Generator"}
+    assert all("autoscaling_config" in d for d in app["deployments"])
+    cfg = config_from_args(app["args"])
+    assert cfg == load_config(env={"RAGSERVE_HOME": str(tmp_path)})
+    assert serve_config(cfg) == doc
+    assert build_app(app["args"]) is not None  # binds without deploying
