@@ -23,7 +23,7 @@ demo: $(STAMP) ## ingest the project's docs and answer a question about them (em
 	$(RAGSERVE) query "How do I point ragserve at my own documents?" --top-k 3 $(DEMO_COLLECTION)
 
 test: $(STAMP) ## lint, then all tests (unit; integration on real Milvus Lite / MiniLM / vLLM CPU)
-	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff check services tests load-tests
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## fast tests without models
@@ -33,12 +33,12 @@ test-integration: $(STAMP) ## tests on real components
 	$(PY) -m pytest -q tests/integration
 
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/ruff check services tests load-tests
+	$(VENV)/bin/ruff format --check services tests load-tests
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services tests
-	$(VENV)/bin/ruff format services tests
+	$(VENV)/bin/ruff check --fix services tests load-tests
+	$(VENV)/bin/ruff format services tests load-tests
 
 typecheck: $(STAMP) ## mypy on services/
 	$(VENV)/bin/mypy

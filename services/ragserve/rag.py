@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,7 +80,6 @@ class Answer:
     timings: dict[str, float]
     finish_reason: str | None = None
     contexts_dropped: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:

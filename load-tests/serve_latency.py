@@ -1,0 +1,167 @@
+"""Latency of /v1/search and /v1/query through Ray Serve next to the same steps called in-process.
+
+One run, same machine, same Milvus Lite data, same models and engine args:
+  1. in-process: Encoder + MilvusStore + VLLMGenerator + RagPipeline (no HTTP, no Ray);
+  2. served: `build_app` on a local Ray, requests over HTTP to 127.0.0.1.
+Each side runs N requests at concurrency C and reports p50 / p99 latency and throughput.
+
+    .venv/bin/python load-tests/serve_latency.py [--requests 200] [--concurrency 8] [--corpus DIR]
+
+The corpus is ingested into a private RAGSERVE_HOME first (default: the shared Milvus docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "milvus-docs" / "site" / "en"
+EVAL = REPO.parent / "shared" / "eval" / "dev.jsonl"
+PORT = 8777
+
+
+def questions() -> list[str]:
+    if EVAL.exists():
+        return [json.loads(line)["question"] for line in EVAL.read_text().splitlines() if line.strip()]
+    return ["What do the parameters for HNSW mean?"]
+
+
+async def measure(call: Callable[[str], Awaitable[None]], n: int, concurrency: int) -> dict[str, float]:
+    qs = questions()
+    sem = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        async with sem:
+            t0 = time.perf_counter()
+            try:
+                await call(qs[i % len(qs)])
+                latencies.append(time.perf_counter() - t0)
+            except Exception as err:  # counted, reported; the run goes on
+                errors += 1
+                if errors <= 3:
+                    print(f"  error: {err!r}"[:300], file=sys.stderr)
+
+    await one(0)  # warm-up, not counted
+    latencies.clear()
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    wall = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {
+        "n": len(latencies),
+        "errors": errors,
+        "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else float("nan"),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else float("nan"),
+        "rps": round(len(latencies) / wall, 2),
+    }
+
+
+async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
+    from ragserve.config import load_config
+    from ragserve.embedder.encoder import Encoder
+    from ragserve.generator.engine import VLLMGenerator
+    from ragserve.generator.prompt import PromptBuilder
+    from ragserve.rag import RagPipeline, Retriever, local_query_embedder
+    from ragserve.store.lite_server import LiteServer
+    from ragserve.store.milvus import MilvusStore
+
+    cfg = load_config(env={"RAGSERVE_HOME": str(home)})
+    lite = LiteServer(str(cfg.store.uri))  # same gRPC path the served app uses
+    store = MilvusStore(cfg.store.model_copy(update={"uri": lite.uri}))
+    store.load()
+    encoder = Encoder(cfg.embedder)
+    generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
+    generator.start()
+    try:
+        retriever = Retriever(local_query_embedder(encoder), store)
+        prompt = PromptBuilder(
+            generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len
+        )
+        pipeline = RagPipeline(retriever, generator, prompt, top_k=3)
+
+        async def search(q: str) -> None:
+            await retriever.search(q, 3)
+
+        async def query(q: str) -> None:
+            await pipeline.answer(q, cfg.generator.sampling, top_k=3)
+
+        return {"search": await measure(search, n, c), "query": await measure(query, n, c)}
+    finally:
+        generator.shutdown()
+        store.close()
+        lite.stop()
+
+
+async def served(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
+    import httpx
+    import ray
+    from ray import serve
+
+    from ragserve.app import APP_NAME, build_app
+
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+        serve.run(build_app({"data_dir": str(home)}), name=APP_NAME, route_prefix="/")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=120) as client:
+
+            async def search(q: str) -> None:
+                (await client.post("/v1/search", json={"query": q, "top_k": 3})).raise_for_status()
+
+            async def query(q: str) -> None:
+                (await client.post("/v1/query", json={"question": q, "top_k": 3})).raise_for_status()
+
+            return {"search": await measure(search, n, c), "query": await measure(query, n, c)}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ragserve.observability.logging import configure_logging
+
+    configure_logging(False)
+    home = Path(tempfile.mkdtemp(prefix="ragserve-bench-"))
+    env = {**os.environ, "RAGSERVE_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(args.corpus)], env=env, check=True)
+
+    local = asyncio.run(in_process(home, args.requests, args.concurrency))
+    remote = asyncio.run(served(home, args.requests, args.concurrency))
+    print(f"\n{args.requests} requests per row, concurrency {args.concurrency}, {os.cpu_count()} CPUs")
+    print(f"{'':8} {'path':10} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8} {'errors':>7}")
+    for route in ("search", "query"):
+        for name, r in (("in-proc", local[route]), ("served", remote[route])):
+            print(f"{route:8} {name:10} {r['p50_ms']:>9} {r['p99_ms']:>9} {r['rps']:>8} {r['errors']:>7}")
+        p50 = remote[route]["p50_ms"] / local[route]["p50_ms"]
+        p99 = remote[route]["p99_ms"] / local[route]["p99_ms"]
+        print(f"{route:8} {'served/in':10} {p50:>8.2f}x {p99:>8.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"in_process": local, "served": remote}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
