@@ -53,6 +53,7 @@ def deployment_options(cfg: AppConfig) -> dict[str, dict[str, Any]]:
             "autoscaling_config": d.autoscaling_config(),
             "max_ongoing_requests": d.max_ongoing_requests,
             "max_queued_requests": d.max_queued_requests,
+            "backpressure_config": {"status_code": 503, "retry_after_s": d.retry_after_s},
         }
 
     env = {"env_vars": runtime_env(cfg)}

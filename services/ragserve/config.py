@@ -56,6 +56,7 @@ class ReplicaConfig(_Section):
     upscale_delay_s: float = Field(5.0, ge=0, description="Sustained load needed before adding replicas.")
     downscale_delay_s: float = Field(60.0, ge=0, description="Sustained idleness before removing replicas.")
     look_back_period_s: float = Field(30.0, gt=0, description="Window over which load is averaged.")
+    retry_after_s: float = Field(1.0, ge=0, description="Retry-After sent with 503 when the queue is full.")
     num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per replica.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (the generator derives this from TP).")
 
@@ -268,12 +269,35 @@ class IngestConfig(_Section):
         return [e.lower() if e.startswith(".") else f".{e.lower()}" for e in v]
 
 
+class AuthConfig(_Section):
+    api_keys_env: str = Field(
+        "RAGSERVE_API_KEYS", description="Environment variable with comma-separated API keys (from a Secret)."
+    )
+    key_sha256: list[str] = Field(
+        default_factory=list, description="Accepted keys as SHA-256 hex digests (no plaintext in config)."
+    )
+    required: bool = Field(False, description="Refuse to start without at least one key.")
+    rate_limit_per_minute: int | None = Field(
+        None, ge=1, description="Requests per minute per key (429 beyond)."
+    )
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _check_digests(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", d):
+                raise ValueError("each entry must be a SHA-256 hex digest (64 hex characters)")
+        return v
+
+
 class RouterConfig(_Section):
     host: str = Field("127.0.0.1", description="`ragserve serve`: HTTP bind address.")
     port: int = Field(8000, ge=1, le=65535, description="`ragserve serve`: HTTP port.")
     route_prefix: str = Field("/", pattern=r"^/", description="URL prefix of the API.")
     request_timeout_s: float = Field(120.0, gt=0, le=3600, description="End-to-end limit per request.")
     max_top_k: int = Field(50, ge=1, le=1000, description="Largest top_k a client may ask for.")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and rate limits.")
     deployment: ReplicaConfig = Field(
         default_factory=lambda: ReplicaConfig(
             max_replicas=2, max_ongoing_requests=64, target_ongoing_requests=16

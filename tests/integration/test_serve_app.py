@@ -18,10 +18,13 @@ import yaml
 
 from ragserve.app import APP_NAME, build_app, config_from_args, serve_config
 from ragserve.config import load_config
+from ragserve.router.guard import digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 PORT = 8765
 BASE = f"http://127.0.0.1:{PORT}"
+API_KEY = "test-key-0123"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 QUESTION = "What do the parameters for HNSW mean?"
 
 
@@ -54,7 +57,11 @@ def served(
             "deployment": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, **fast},
         },
         "generator": {"deployment": {"min_replicas": 1, "max_replicas": 1, **fast}},
-        "router": {"deployment": {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 64, **fast}},
+        "router": {
+            "deployment": {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 64, **fast},
+            "auth": {"key_sha256": [digest(API_KEY)], "required": True},
+            "max_body_bytes": 65536,
+        },
     }
     serve.start(http_options={"host": "127.0.0.1", "port": PORT})
     serve.run(build_app(args), name=APP_NAME, route_prefix="/")
@@ -63,7 +70,11 @@ def served(
 
 
 def post(path: str, body: dict[str, Any], timeout: float = 120) -> httpx.Response:
-    return httpx.post(BASE + path, json=body, timeout=timeout)
+    return httpx.post(BASE + path, json=body, timeout=timeout, headers=AUTH)
+
+
+def get(path: str, timeout: float = 30) -> httpx.Response:
+    return httpx.get(BASE + path, timeout=timeout, headers=AUTH)
 
 
 def test_probes_and_models(served) -> None:
@@ -74,9 +85,9 @@ def test_probes_and_models(served) -> None:
         "embedder": "ok",
         "generator": "ok",
     }
-    models = httpx.get(BASE + "/v1/models").json()
+    models = get("/v1/models").json()
     assert models["object"] == "list" and models["data"][0]["id"] == "generated:tiny-llama"
-    spec = httpx.get(BASE + "/openapi.json").json()
+    spec = get("/openapi.json").json()
     assert {"/v1/query", "/v1/search", "/v1/chat/completions", "/v1/documents"} <= set(spec["paths"])
 
 
@@ -107,9 +118,8 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
 
 
 def test_query_stream_is_framed_sse(served) -> None:
-    with httpx.stream(
-        "POST", BASE + "/v1/query", json={"question": QUESTION, "top_k": 2, "stream": True}, timeout=120
-    ) as r:
+    body = {"question": QUESTION, "top_k": 2, "stream": True}
+    with httpx.stream("POST", BASE + "/v1/query", json=body, timeout=120, headers=AUTH) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         assert r.headers.get("x-accel-buffering") == "no"
         text = r.read().decode()
@@ -148,7 +158,7 @@ def test_search_filters_and_bad_input(served) -> None:
 def test_openai_client_unchanged(served) -> None:
     from openai import OpenAI
 
-    client = OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    client = OpenAI(base_url=BASE + "/v1", api_key=API_KEY, max_retries=0)
     model = client.models.list().data[0].id
     reply = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": QUESTION}], max_tokens=8
@@ -184,13 +194,11 @@ def test_documents_are_idempotent_and_deletable(served) -> None:
         "/v1/search", {"query": "grounded answers", "top_k": 1, "filter": {"sources": [doc["source"]]}}
     ).json()
     assert hits["hits"][0]["source"] == doc["source"]
-    stats = httpx.get(BASE + "/v1/collections/stats").json()
+    stats = get("/v1/collections/stats").json()
     assert stats["documents"] == 5
-    assert httpx.delete(BASE + "/v1/documents/notes/ragserve.md").json() == {
-        "source": doc["source"],
-        "deleted_chunks": 1,
-    }
-    missing = httpx.delete(BASE + "/v1/documents/notes/ragserve.md")
+    deleted = httpx.delete(BASE + "/v1/documents/notes/ragserve.md", headers=AUTH)
+    assert deleted.json() == {"source": doc["source"], "deleted_chunks": 1}
+    missing = httpx.delete(BASE + "/v1/documents/notes/ragserve.md", headers=AUTH)
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
     bad = post("/v1/documents", {"documents": [{"source": "x.md", "text": ""}]})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "documents.0.text"
@@ -201,7 +209,7 @@ def test_client_disconnect_aborts_generation(served) -> None:
 
     generator = serve.get_deployment_handle("Generator", APP_NAME)
     body = {"question": "What is HNSW?", "top_k": 1, "stream": True, "sampling": {"max_tokens": 1500}}
-    with httpx.stream("POST", BASE + "/v1/query", json=body, timeout=60) as r:
+    with httpx.stream("POST", BASE + "/v1/query", json=body, timeout=60, headers=AUTH) as r:
         for line in r.iter_lines():
             if line.startswith("event: delta"):
                 assert generator.unfinished_requests.remote().result() == 1
@@ -248,3 +256,15 @@ def test_serve_config_round_trips_through_build_app(served, tmp_path: Path) -> N
     assert cfg == load_config(env={"RAGSERVE_HOME": str(tmp_path)})
     assert serve_config(cfg) == doc
     assert build_app(app["args"]) is not None  # binds without deploying
+
+
+def test_api_keys_and_body_limit(served) -> None:
+    body = {"query": "HNSW", "top_k": 1}
+    missing = httpx.post(BASE + "/v1/search", json=body)
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    wrong = httpx.post(BASE + "/v1/search", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert httpx.post(BASE + "/v1/search", json=body, headers={"X-API-Key": API_KEY}).status_code == 200
+    assert httpx.get(BASE + "/healthz").status_code == 200  # probes stay open (cluster network only)
+    big = post("/v1/documents", {"documents": [{"source": "big.md", "text": "x" * 70000}]})
+    assert big.status_code == 413 and big.json()["error"]["type"] == "request_too_large"

