@@ -247,6 +247,9 @@ class IngestConfig(_Section):
         description="File extensions ingested; others are skipped.",
     )
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are skipped with a warning.")
+    write_group_chunks: int = Field(
+        512, ge=1, le=100_000, description="Chunks embedded and written together (several files per group)."
+    )
     embed_title: bool = Field(
         True, description="Embed 'title + newline + chunk' (the stored chunk stays plain): better recall."
     )

@@ -27,7 +27,6 @@ from ragserve.store.milvus import ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (chunks done, chunks total)
-EMBED_GROUP_CHUNKS = 512  # chunks embedded and written together (several files per group)
 
 
 class IngestError(ValueError):
@@ -244,7 +243,7 @@ class Ingestor:
         """Embed and write changed files in groups; ``progress(done_chunks, total_chunks)`` after each."""
         total = sum(len(f.chunks) for f in plan.write)
         done = 0
-        for group in _groups(plan.write, EMBED_GROUP_CHUNKS):
+        for group in _groups(plan.write, self.cfg.write_group_chunks):
             records = [r for f in group for r in f.records()]
             vectors = self.encoder.embed_documents([embed_text(r, self.cfg.embed_title) for r in records])
             self.store.upsert(records, vectors)
@@ -260,5 +259,6 @@ class Ingestor:
                     report.chunks_new += len(f.chunks)
                 report.files_written += 1
             done += len(records)
+            log.info("wrote %d/%d chunks", done, total)
             if progress is not None:
                 progress(done, total)

@@ -11,6 +11,7 @@ import warnings
 _QUIET = {
     "pymilvus": logging.CRITICAL,  # logs every failed RPC; StoreError carries the message
     "grpc._server": logging.CRITICAL,  # Milvus Lite's in-process server: "AllocTimestamp not implemented"
+    "milvus_lite": logging.CRITICAL,  # a traceback when the file is locked; StoreError explains it
     "httpx": logging.WARNING,
     "sentence_transformers": logging.ERROR,
     "transformers": logging.ERROR,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -53,6 +54,20 @@ class Hit:
     chunk_index: int
 
 
+def _lite_locked(path: Path) -> bool:
+    """True when another process holds Milvus Lite's lock on ``path``."""
+    lock = path / "LOCK"
+    if not lock.exists():
+        return False
+    with lock.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
 def _clip(text: str, max_bytes: int) -> str:
     raw = text.encode("utf-8")
     return text if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", errors="ignore")
@@ -75,6 +90,11 @@ class MilvusStore:
                 timeout=cfg.timeout_s,
             )
         except Exception as err:  # pymilvus raises several unrelated types on connect
+            if cfg.is_lite and _lite_locked(Path(cfg.uri).expanduser()):
+                raise StoreError(
+                    f"the Milvus Lite file {cfg.uri} is in use by another process (a running "
+                    "`ragserve serve` or ingest); wait for it, or send documents to POST /v1/documents"
+                ) from err
             raise StoreError(f"cannot connect to Milvus at {cfg.uri}: {err}") from err
 
     def _rpc(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -295,6 +315,10 @@ class MilvusStore:
     def close(self) -> None:
         try:
             self.client.close()
+            if self.cfg.is_lite:  # pymilvus keeps an in-process Lite server (and its file lock) until exit
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(str(Path(str(self.cfg.uri)).expanduser()))
         except Exception:  # closing a dead connection must not mask the real error
             log.debug("error closing Milvus client", exc_info=True)
 
