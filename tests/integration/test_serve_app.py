@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+import schemathesis
 import yaml
 
 from ragserve.app import APP_NAME, build_app, config_from_args, serve_config
@@ -268,3 +270,32 @@ def test_api_keys_and_body_limit(served) -> None:
     assert httpx.get(BASE + "/healthz").status_code == 200  # probes stay open (cluster network only)
     big = post("/v1/documents", {"documents": [{"source": "big.md", "text": "x" * 70000}]})
     assert big.status_code == 413 and big.json()["error"]["type"] == "request_too_large"
+
+
+# ---- fuzzing: last in the module (it writes random documents) --------------------------------------------
+def test_fuzz_openapi_no_server_errors(served) -> None:
+    """schemathesis generates requests from /openapi.json for every operation; none may get a 5xx."""
+    schema = schemathesis.openapi.from_url(BASE + "/openapi.json", headers=AUTH)
+    stats = {"cases": 0, "server_errors": 0}
+    failures: list[str] = []
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @hypothesis.given(case=operation.as_strategy())
+        @hypothesis.settings(
+            max_examples=15, deadline=None, database=None, suppress_health_check=list(hypothesis.HealthCheck)
+        )
+        def run(case) -> None:
+            response = case.call(headers=AUTH, timeout=120)
+            stats["cases"] += 1
+            if response.status_code >= 500:
+                stats["server_errors"] += 1
+                failures.append(
+                    f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}"
+                )
+
+        run()
+    print(f"\nschemathesis: {stats['cases']} cases, {stats['server_errors']} server errors")
+    assert stats["cases"] > 30
+    assert not failures, failures[:5]
