@@ -298,6 +298,12 @@ class RouterConfig(_Section):
     port: int = Field(8000, ge=1, le=65535, description="`ragserve serve`: HTTP port.")
     route_prefix: str = Field("/", pattern=r"^/", description="URL prefix of the API.")
     request_timeout_s: float = Field(120.0, gt=0, le=3600, description="End-to-end limit per request.")
+    first_token_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="503 when the generator yields no token within this (dead/restarting).",
+    )
     max_top_k: int = Field(50, ge=1, le=1000, description="Largest top_k a client may ask for.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and rate limits.")

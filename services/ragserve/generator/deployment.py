@@ -14,12 +14,13 @@ Tensor / pipeline parallelism stays in the engine args (``engine_kwargs``); plac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from ragserve.config import GeneratorConfig, SamplingConfig
-from ragserve.generator.engine import GenerationDelta, VLLMGenerator
+from ragserve.generator.engine import GenerationDelta, GeneratorError, VLLMGenerator
 
 
 def placement(cfg: GeneratorConfig) -> dict[str, Any]:
@@ -64,17 +65,35 @@ class GeneratorDeployment:
 
 
 class RemoteGenerator:
-    """The TextGenerator interface over a handle to GeneratorDeployment (used by the router)."""
+    """The TextGenerator interface over a handle to GeneratorDeployment (used by the router).
 
-    def __init__(self, handle: Any, model_name: str):
+    The first delta must arrive within ``first_token_timeout_s``: while the only replica is dead or
+    restarting, requests fail fast with GeneratorError (503) instead of waiting for the request timeout.
+    """
+
+    def __init__(self, handle: Any, model_name: str, first_token_timeout_s: float = 30.0):
         self.handle = handle.options(stream=True)
         self.model_name = model_name
+        self.first_token_timeout_s = first_token_timeout_s
 
     async def generate(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
     ) -> AsyncIterator[GenerationDelta]:
+        from ray.exceptions import RayActorError
+
         stream = self.handle.generate.remote(prompt_token_ids, sampling.model_dump(), request_id)
         try:
+            try:
+                first = await asyncio.wait_for(anext(stream), self.first_token_timeout_s)
+            except TimeoutError:
+                raise GeneratorError(
+                    f"no token within {self.first_token_timeout_s:.0f} s (generator restarting or overloaded)"
+                ) from None
+            except StopAsyncIteration:
+                return
+            except RayActorError as err:
+                raise GeneratorError(f"generator replica died: {err}") from None
+            yield first
             async for delta in stream:
                 yield delta
         finally:

@@ -135,7 +135,7 @@ class RouterDeployment:
             cfg,
             RemoteEmbedder(embedder, str(info["model"]), int(info["dim"])),
             self.store,
-            RemoteGenerator(generator, model_name),
+            RemoteGenerator(generator, model_name, cfg.router.first_token_timeout_s),
             prompt,
             checks={"embedder": self._check_embedder, "generator": self._check_generator},
         )

@@ -50,12 +50,34 @@ class RemoteEmbedder:
         self.dim = dim
 
     async def embed_queries(self, texts: list[str]) -> np.ndarray:
-        vectors = await asyncio.gather(*(self.handle.embed_query.remote(t) for t in texts))
+        vectors = await asyncio.gather(*(self._embed_one(t) for t in texts))
         return np.stack(vectors).astype(np.float32, copy=False)
+
+    async def _embed_one(self, text: str, attempts: int = 4) -> np.ndarray:
+        """Embedding is idempotent: a call lost with a dying replica is retried on another one."""
+        from ray.exceptions import RayActorError
+
+        for attempt in range(attempts):
+            try:
+                return await self.handle.embed_query.remote(text)
+            except RayActorError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         # Called from a worker thread (ingestion runs off the event loop), where blocking is fine.
         return np.asarray(self.handle.embed_documents.remote(list(texts)).result(), dtype=np.float32)
+
+
+def stream_error(err: Exception) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": "service_unavailable",
+            "message": f"generation failed: {type(err).__name__}: {err}"[:300],
+        }
+    }
 
 
 def sse(data: Any, event: str | None = None) -> str:
