@@ -12,18 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from harness import CORPUS as FULL_CORPUS
+from harness import ingest_private, served_app
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus" / "milvus-docs" / "site" / "en" / "reference"
+CORPUS = FULL_CORPUS / "reference"
 PORT = 8778
 QUESTION = {"question": "What do the parameters for HNSW mean?", "top_k": 3}
 
@@ -81,11 +78,6 @@ async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float) -> d
 
 
 async def run(home: Path, args: argparse.Namespace) -> dict[str, object]:
-    import ray
-    from ray import serve
-
-    from ragserve.app import APP_NAME, build_app
-
     app_args = {
         "data_dir": str(home),
         "generator": {
@@ -93,21 +85,13 @@ async def run(home: Path, args: argparse.Namespace) -> dict[str, object]:
         },
         "router": {"request_timeout_s": 60, "deployment": {"max_ongoing_requests": 256}},
     }
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        serve.run(build_app(app_args), name=APP_NAME, route_prefix="/")
+    with served_app(app_args, PORT) as base:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{PORT}", timeout=90, limits=limits
-        ) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=90, limits=limits) as client:
             await client.post("/v1/query", json=QUESTION)  # warm-up
             rate = await saturation(client, args.concurrency, args.duration / 2)
             result = await open_loop(client, rate * args.factor, args.duration)
             return {"saturation_rps": round(rate, 2), "factor": args.factor, **result}
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def main() -> None:
@@ -119,11 +103,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--factor", type=float, default=2.0)
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    home = Path(tempfile.mkdtemp(prefix="ragserve-overload-"))
-    env = {**os.environ, "RAGSERVE_HOME": str(home)}
-    subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(args.corpus)], env=env, check=True)
-    print(json.dumps(asyncio.run(run(home, args)), indent=2))
+    print(json.dumps(asyncio.run(run(ingest_private(args.corpus), args)), indent=2))
 
 
 if __name__ == "__main__":

@@ -16,18 +16,15 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
+from harness import CORPUS as DEFAULT_CORPUS
+from harness import EVAL, ingest_private, served_app
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "milvus-docs" / "site" / "en"
-EVAL = REPO.parent / "shared" / "eval" / "dev.jsonl"
 PORT = 8777
 
 
@@ -108,16 +105,9 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
 
 async def served(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     import httpx
-    import ray
-    from ray import serve
 
-    from ragserve.app import APP_NAME, build_app
-
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        serve.run(build_app({"data_dir": str(home)}), name=APP_NAME, route_prefix="/")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=120) as client:
+    with served_app({"data_dir": str(home)}, PORT) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
 
             async def search(q: str) -> None:
                 (await client.post("/v1/search", json={"query": q, "top_k": 3})).raise_for_status()
@@ -126,9 +116,6 @@ async def served(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
                 (await client.post("/v1/query", json={"question": q, "top_k": 3})).raise_for_status()
 
             return {"search": await measure(search, n, c), "query": await measure(query, n, c)}
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def main() -> None:
@@ -141,13 +128,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ragserve.observability.logging import configure_logging
 
     configure_logging(False)
-    home = Path(tempfile.mkdtemp(prefix="ragserve-bench-"))
-    env = {**os.environ, "RAGSERVE_HOME": str(home)}
-    subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(args.corpus)], env=env, check=True)
+    home = ingest_private(args.corpus)
 
     local = asyncio.run(in_process(home, args.requests, args.concurrency))
     remote = asyncio.run(served(home, args.requests, args.concurrency))

@@ -161,16 +161,24 @@ class RagPipeline:
         expr: str = "",
         history: Sequence[dict[str, str]] = (),
     ) -> Answer:
-        parts: list[str] = []
-        hits: list[Hit] = []
-        dropped = 0
-        done: Done | None = None
-        async for event in self.stream(question, sampling, top_k, expr, history):
-            if isinstance(event, Retrieved):
-                hits, dropped = event.hits, event.contexts_dropped
-            elif isinstance(event, Delta):
-                parts.append(event.text)
-            else:
-                done = event
-        assert done is not None
-        return Answer("".join(parts).strip(), hits, done.usage, done.timings, done.finish_reason, dropped)
+        events = self.stream(question, sampling, top_k, expr, history)
+        retrieved = await anext(events)
+        assert isinstance(retrieved, Retrieved)
+        text, done = await collect(events)
+        return Answer(
+            text, retrieved.hits, done.usage, done.timings, done.finish_reason, retrieved.contexts_dropped
+        )
+
+
+async def collect(events: AsyncIterator[Retrieved | Delta | Done]) -> tuple[str, Done]:
+    """Drain the generation events of a stream: the whole answer text and the final Done."""
+    parts: list[str] = []
+    done: Done | None = None
+    async for event in events:
+        if isinstance(event, Delta):
+            parts.append(event.text)
+        elif isinstance(event, Done):
+            done = event
+    if done is None:
+        raise RuntimeError("generation ended without a final event")
+    return "".join(parts).strip(), done

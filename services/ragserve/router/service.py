@@ -17,8 +17,8 @@ from ragserve.generator.prompt import PromptBuilder
 from ragserve.ingest.chunker import RecursiveSplitter
 from ragserve.ingest.loaders import Document, clean_text
 from ragserve.ingest.pipeline import Ingestor, IngestReport, prepare_text
-from ragserve.rag import Delta, Done, RagPipeline, Retrieved, Retriever, SearchResult, hit_dict
-from ragserve.router.models import ChatRequest, DocumentsRequest, QueryRequest, SearchRequest
+from ragserve.rag import Delta, Done, RagPipeline, Retrieved, Retriever, SearchResult, collect, hit_dict
+from ragserve.router.models import ChatRequest, DocumentsRequest, QueryRequest, Sampling, SearchRequest
 from ragserve.store import filters
 from ragserve.store.milvus import MilvusStore
 
@@ -155,24 +155,19 @@ class RagService:
         assert isinstance(first, Retrieved)
         return first, events
 
+    async def _start_request(
+        self, req: QueryRequest
+    ) -> tuple[Retrieved, AsyncIterator[Retrieved | Delta | Done]]:
+        s = req.sampling or Sampling()
+        sampling = self._sampling(s.temperature, s.top_p, s.max_tokens)
+        expr = req.filter.expression() if req.filter else ""
+        return await self.start_query(req.question, sampling, req.top_k, expr, [])
+
     async def query(self, req: QueryRequest) -> dict[str, Any]:
-        s = req.sampling
-        sampling = self._sampling(
-            s.temperature if s else None, s.top_p if s else None, s.max_tokens if s else None
-        )
-        retrieved, events = await self.start_query(
-            req.question, sampling, req.top_k, req.filter.expression() if req.filter else "", []
-        )
-        parts: list[str] = []
-        done: Done | None = None
-        async for event in events:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            elif isinstance(event, Done):
-                done = event
-        assert done is not None
+        retrieved, events = await self._start_request(req)
+        text, done = await collect(events)
         return {
-            "answer": "".join(parts).strip(),
+            "answer": text,
             "sources": [hit_dict(h) for h in retrieved.hits],
             "usage": done.usage,
             "timings": done.timings,
@@ -183,25 +178,24 @@ class RagService:
 
     async def query_events(self, req: QueryRequest) -> AsyncIterator[str]:
         """SSE: `sources` event, `delta` events, a `done` event with usage and timings, then [DONE]."""
-        s = req.sampling
-        sampling = self._sampling(
-            s.temperature if s else None, s.top_p if s else None, s.max_tokens if s else None
-        )
-        retrieved, events = await self.start_query(
-            req.question, sampling, req.top_k, req.filter.expression() if req.filter else "", []
-        )
+        retrieved, events = await self._start_request(req)
         return self._query_sse(retrieved, events)
 
     async def _query_sse(self, retrieved: Retrieved, events: AsyncIterator[Any]) -> AsyncIterator[str]:
         yield sse({"sources": [hit_dict(h) for h in retrieved.hits], "timings": retrieved.timings}, "sources")
-        async for event in events:
-            if isinstance(event, Delta):
-                yield sse({"text": event.text}, "delta")
-            elif isinstance(event, Done):
-                yield sse(
-                    {"usage": event.usage, "timings": event.timings, "finish_reason": event.finish_reason},
-                    "done",
-                )
+        try:
+            async for event in events:
+                if isinstance(event, Delta):
+                    yield sse({"text": event.text}, "delta")
+                elif isinstance(event, Done):
+                    done = {
+                        "usage": event.usage,
+                        "timings": event.timings,
+                        "finish_reason": event.finish_reason,
+                    }
+                    yield sse(done, "done")
+        except Exception as err:  # headers are already sent: report in-band, then end the stream cleanly
+            yield sse(stream_error(err), "error")
         yield sse("[DONE]")
 
     # ---- OpenAI-compatible chat ----------------------------------------------------------------------
@@ -232,13 +226,7 @@ class RagService:
     async def chat(self, req: ChatRequest) -> dict[str, Any]:
         question, history, sampling, expr = self._chat_inputs(req)
         retrieved, events = await self.start_query(question, sampling, req.top_k, expr, history)
-        parts, done = [], None
-        async for event in events:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            elif isinstance(event, Done):
-                done = event
-        assert done is not None
+        text, done = await collect(events)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -247,7 +235,7 @@ class RagService:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(parts).strip()},
+                    "message": {"role": "assistant", "content": text},
                     "finish_reason": done.finish_reason or "stop",
                     "logprobs": None,
                 }
@@ -280,13 +268,16 @@ class RagService:
             {"role": "assistant", "content": ""},
             sources=[hit_dict(h, with_chunk=False) for h in retrieved.hits],
         )
-        async for event in events:
-            if isinstance(event, Delta):
-                yield chunk({"content": event.text})
-            elif isinstance(event, Done):
-                yield chunk({}, event.finish_reason or "stop")
-                if include_usage:
-                    yield sse({**base, "choices": [], "usage": event.usage})
+        try:
+            async for event in events:
+                if isinstance(event, Delta):
+                    yield chunk({"content": event.text})
+                elif isinstance(event, Done):
+                    yield chunk({}, event.finish_reason or "stop")
+                    if include_usage:
+                        yield sse({**base, "choices": [], "usage": event.usage})
+        except Exception as err:  # headers are already sent: report in-band (the openai client raises it)
+            yield sse(stream_error(err))
         yield sse("[DONE]")
 
     def models(self) -> dict[str, Any]:

@@ -1,0 +1,44 @@
+"""Shared set-up of the load-test scripts: a private ingested corpus and the app served on a local Ray."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
+EVAL = SHARED / "eval" / "dev.jsonl"
+
+
+def ingest_private(corpus: Path) -> Path:
+    """Ingest ``corpus`` into a fresh RAGSERVE_HOME (a subprocess, so the Milvus Lite file is released)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    home = Path(tempfile.mkdtemp(prefix="ragserve-load-"))
+    env = {**os.environ, "RAGSERVE_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(corpus)], env=env, check=True)
+    return home
+
+
+@contextmanager
+def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
+    """``build_app(args)`` on a local Ray (8 logical CPUs); yields the base URL; shuts everything down."""
+    import ray
+    from ray import serve
+
+    from ragserve.app import APP_NAME, build_app
+
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
