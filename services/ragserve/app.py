@@ -97,7 +97,7 @@ def build_app_from_config(cfg: AppConfig) -> Application:
     lite = None
     if cfg.store.is_lite:  # one owner of the file; the cluster path (a URI) needs no such deployment
         assert cfg.store.uri is not None
-        lite_opts = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.5}}
+        lite_opts = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25}}
         lite = _deployment(MilvusLiteServerDeployment, "lite", lite_opts).bind(
             os.path.expanduser(cfg.store.uri)
         )
