@@ -83,7 +83,13 @@ async def run(home: Path, args: argparse.Namespace) -> dict[str, object]:
         "generator": {
             "deployment": {"max_ongoing_requests": 8, "max_queued_requests": 8, "retry_after_s": 1}
         },
-        "router": {"request_timeout_s": 60, "deployment": {"max_ongoing_requests": 256}},
+        "router": {
+            "request_timeout_s": 60,
+            "deployment": {
+                "max_ongoing_requests": args.router_ongoing,
+                "max_queued_requests": args.router_queue,
+            },
+        },
     }
     with served_app(app_args, PORT) as base:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
@@ -91,7 +97,8 @@ async def run(home: Path, args: argparse.Namespace) -> dict[str, object]:
             await client.post("/v1/query", json=QUESTION)  # warm-up
             rate = await saturation(client, args.concurrency, args.duration / 2)
             result = await open_loop(client, rate * args.factor, args.duration)
-            return {"saturation_rps": round(rate, 2), "factor": args.factor, **result}
+            router = {"router_max_ongoing": args.router_ongoing, "router_max_queued": args.router_queue}
+            return {"saturation_rps": round(rate, 2), "factor": args.factor, **router, **result}
 
 
 def main() -> None:
@@ -102,6 +109,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--factor", type=float, default=2.0)
+    parser.add_argument("--router-ongoing", type=int, default=256, help="router max_ongoing_requests")
+    parser.add_argument(
+        "--router-queue", type=int, default=-1, help="router max_queued_requests (-1: unbounded)"
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(ingest_private(args.corpus), args)), indent=2))
 
