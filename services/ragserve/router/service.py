@@ -14,7 +14,6 @@ import numpy as np
 from ragserve.config import AppConfig, SamplingConfig
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
-from ragserve.ingest.chunker import RecursiveSplitter
 from ragserve.ingest.loaders import Document, clean_text
 from ragserve.ingest.pipeline import Ingestor, IngestReport, prepare_text
 from ragserve.rag import Delta, Done, RagPipeline, Retrieved, Retriever, SearchResult, collect, hit_dict
@@ -102,7 +101,6 @@ class RagService:
         self.retriever = Retriever(embedder.embed_queries, store)
         self.pipeline = RagPipeline(self.retriever, generator, prompt, cfg.prompt.top_k)
         self.ingestor = Ingestor(embedder, store, cfg.ingest)
-        self.splitter = RecursiveSplitter(cfg.ingest.chunk_size, cfg.ingest.chunk_overlap or 0)
         self.checks = checks or {}
         self.created = int(time.time())
 
@@ -304,10 +302,13 @@ class RagService:
         for i, doc in enumerate(req.documents):
             text = clean_text(doc.text)
             if not text:
-                raise ApiError(422, "invalid_request_error", "document text is empty", f"documents[{i}].text")
+                raise ApiError(422, "invalid_request_error", "document text is empty", f"documents.{i}.text")
             prepared.append(
                 prepare_text(
-                    Document(text, doc.title or doc.source), doc.source, self.cfg.ingest, self.splitter
+                    Document(text, doc.title or doc.source),
+                    doc.source,
+                    self.cfg.ingest,
+                    self.ingestor.splitter,
                 )
             )
         report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_documents, prepared)
