@@ -207,12 +207,22 @@ class GeneratorConfig(_Section):
     )
 
     @property
+    def model_id(self) -> str:
+        """The model name clients see (/v1/models, the `model` field)."""
+        return self.served_model_name or self.model
+
+    @property
+    def parallel_size(self) -> int:
+        """Engine ranks (devices) per replica: tensor x pipeline parallelism."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
     def gpus_per_replica(self) -> int:
-        return self.tensor_parallel_size * self.pipeline_parallel_size if self.device == "cuda" else 0
+        return self.parallel_size if self.device == "cuda" else 0
 
     @model_validator(mode="after")
     def _check_budget(self) -> GeneratorConfig:
-        if self.device == "cpu" and self.tensor_parallel_size * self.pipeline_parallel_size > 1:
+        if self.device == "cpu" and self.parallel_size > 1:
             raise ValueError("tensor_parallel_size / pipeline_parallel_size > 1 need device: cuda")
         if self.sampling.max_tokens >= self.max_model_len:
             raise ValueError(

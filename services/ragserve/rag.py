@@ -72,6 +72,9 @@ class Done:
     finish_reason: str | None
 
 
+Event = Retrieved | Delta | Done
+
+
 @dataclass
 class Answer:
     answer: str
@@ -127,7 +130,7 @@ class RagPipeline:
         expr: str = "",
         history: Sequence[dict[str, str]] = (),
         request_id: str | None = None,
-    ) -> AsyncIterator[Retrieved | Delta | Done]:
+    ) -> AsyncIterator[Event]:
         """Yield Retrieved, a Delta per generated piece, then Done; bad input raises before any event."""
         started = time.perf_counter()
         question = validate_question(question)
@@ -153,6 +156,22 @@ class RagPipeline:
         }
         yield Done(usage, timings, finish)
 
+    async def start(
+        self,
+        question: str,
+        sampling: SamplingConfig,
+        top_k: int | None = None,
+        expr: str = "",
+        history: Sequence[dict[str, str]] = (),
+        request_id: str | None = None,
+    ) -> tuple[Retrieved, AsyncIterator[Event]]:
+        """Run retrieval and prompt building now (bad input fails here, before any stream starts);
+        return what was retrieved and the remaining generation events."""
+        events = self.stream(question, sampling, top_k, expr, history, request_id)
+        retrieved = await anext(events)
+        assert isinstance(retrieved, Retrieved)
+        return retrieved, events
+
     async def answer(
         self,
         question: str,
@@ -161,16 +180,14 @@ class RagPipeline:
         expr: str = "",
         history: Sequence[dict[str, str]] = (),
     ) -> Answer:
-        events = self.stream(question, sampling, top_k, expr, history)
-        retrieved = await anext(events)
-        assert isinstance(retrieved, Retrieved)
+        retrieved, events = await self.start(question, sampling, top_k, expr, history)
         text, done = await collect(events)
         return Answer(
             text, retrieved.hits, done.usage, done.timings, done.finish_reason, retrieved.contexts_dropped
         )
 
 
-async def collect(events: AsyncIterator[Retrieved | Delta | Done]) -> tuple[str, Done]:
+async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
     """Drain the generation events of a stream: the whole answer text and the final Done."""
     parts: list[str] = []
     done: Done | None = None

@@ -49,7 +49,7 @@ def engine_kwargs(cfg: GeneratorConfig, model_path: str) -> dict[str, Any]:
     """AsyncEngineArgs keywords from config. Tensor/pipeline parallelism live here and nowhere else."""
     kwargs: dict[str, Any] = {
         "model": model_path,
-        "served_model_name": [cfg.served_model_name or cfg.model],
+        "served_model_name": [cfg.model_id],
         "dtype": cfg.dtype,
         "max_model_len": cfg.max_model_len,
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
@@ -59,7 +59,7 @@ def engine_kwargs(cfg: GeneratorConfig, model_path: str) -> dict[str, Any]:
         "seed": cfg.seed,
         "disable_log_stats": False,
     }
-    if cfg.tensor_parallel_size * cfg.pipeline_parallel_size > 1:
+    if cfg.parallel_size > 1:
         # Workers go into the replica's placement group (see generator/deployment.py: placement()).
         kwargs["distributed_executor_backend"] = "ray"
     if cfg.max_num_batched_tokens is not None:
@@ -87,7 +87,7 @@ class VLLMGenerator:
 
     def __init__(self, cfg: GeneratorConfig, cache_dir: Path):
         self.cfg = cfg
-        self.model_name = cfg.served_model_name or cfg.model
+        self.model_name = cfg.model_id
         self.model_path = resolve_model(cfg, cache_dir)
         self._engine: Any = None
 

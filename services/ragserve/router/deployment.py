@@ -130,12 +130,11 @@ class RouterDeployment:
         await asyncio.to_thread(self.store.ensure_collection, int(info["dim"]), str(info["model"]))
         tokenizer: Any = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
         prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
-        model_name = cfg.generator.served_model_name or cfg.generator.model
         self.service = RagService(
             cfg,
             RemoteEmbedder(embedder, str(info["model"]), int(info["dim"])),
             self.store,
-            RemoteGenerator(generator, model_name, cfg.router.first_token_timeout_s),
+            RemoteGenerator(generator, cfg.generator.model_id, cfg.router.first_token_timeout_s),
             prompt,
             checks={"embedder": self._check_embedder, "generator": self._check_generator},
         )

@@ -42,6 +42,11 @@ class Filter(_Strict):
         )
 
 
+def filter_expression(f: Filter | None) -> str:
+    """The Milvus expression of an optional request filter ('' = no filter)."""
+    return f.expression() if f else ""
+
+
 class Sampling(_Strict):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)

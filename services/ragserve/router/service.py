@@ -16,8 +16,25 @@ from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
 from ragserve.ingest.loaders import Document, clean_text
 from ragserve.ingest.pipeline import Ingestor, IngestReport, prepare_text
-from ragserve.rag import Delta, Done, RagPipeline, Retrieved, Retriever, SearchResult, collect, hit_dict
-from ragserve.router.models import ChatRequest, DocumentsRequest, QueryRequest, Sampling, SearchRequest
+from ragserve.rag import (
+    Delta,
+    Done,
+    Event,
+    RagPipeline,
+    Retrieved,
+    Retriever,
+    SearchResult,
+    collect,
+    hit_dict,
+)
+from ragserve.router.models import (
+    ChatRequest,
+    DocumentsRequest,
+    QueryRequest,
+    Sampling,
+    SearchRequest,
+    filter_expression,
+)
 from ragserve.store import filters
 from ragserve.store.milvus import MilvusStore
 
@@ -134,7 +151,7 @@ class RagService:
 
     # ---- retrieval ------------------------------------------------------------------------------------
     async def search(self, req: SearchRequest) -> dict[str, Any]:
-        expr = req.filter.expression() if req.filter else ""
+        expr = filter_expression(req.filter)
         result: SearchResult = await self.retriever.search(req.query, self._top_k(req.top_k), expr)
         return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
 
@@ -146,19 +163,15 @@ class RagService:
         top_k: int | None,
         expr: str,
         history: list[dict[str, str]],
-    ) -> tuple[Retrieved, AsyncIterator[Retrieved | Delta | Done]]:
-        """Run retrieval and prompt building now (so bad input fails before a stream starts)."""
-        events = self.pipeline.stream(question, sampling, self._top_k(top_k), expr, history, uuid.uuid4().hex)
-        first = await anext(events)
-        assert isinstance(first, Retrieved)
-        return first, events
+    ) -> tuple[Retrieved, AsyncIterator[Event]]:
+        return await self.pipeline.start(
+            question, sampling, self._top_k(top_k), expr, history, uuid.uuid4().hex
+        )
 
-    async def _start_request(
-        self, req: QueryRequest
-    ) -> tuple[Retrieved, AsyncIterator[Retrieved | Delta | Done]]:
+    async def _start_request(self, req: QueryRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
         s = req.sampling or Sampling()
         sampling = self._sampling(s.temperature, s.top_p, s.max_tokens)
-        expr = req.filter.expression() if req.filter else ""
+        expr = filter_expression(req.filter)
         return await self.start_query(req.question, sampling, req.top_k, expr, [])
 
     async def query(self, req: QueryRequest) -> dict[str, Any]:
@@ -219,7 +232,7 @@ class RagService:
             history.insert(0, {"role": "user", "content": f"Operator instructions: {operator}"})
             history.insert(1, {"role": "assistant", "content": "Understood."})
         sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
-        return question, history, sampling, req.filter.expression() if req.filter else ""
+        return question, history, sampling, filter_expression(req.filter)
 
     async def chat(self, req: ChatRequest) -> dict[str, Any]:
         question, history, sampling, expr = self._chat_inputs(req)

@@ -79,18 +79,20 @@ class MilvusStore:
             raise StoreError("store.uri is not set")
         self.cfg = cfg
         self.collection = cfg.collection
-        if cfg.is_lite:
-            Path(cfg.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # The Milvus Lite file (None for a server URI).
+        self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
+        if self.lite_path is not None:
+            self.lite_path.parent.mkdir(parents=True, exist_ok=True)
         token = cfg.token.get_secret_value() if cfg.token else ""
         try:
             self.client = MilvusClient(
-                uri=str(Path(cfg.uri).expanduser()) if cfg.is_lite else cfg.uri,
+                uri=str(self.lite_path or cfg.uri),
                 token=token,
                 db_name=cfg.db_name,
                 timeout=cfg.timeout_s,
             )
         except Exception as err:  # pymilvus raises several unrelated types on connect
-            if cfg.is_lite and _lite_locked(Path(cfg.uri).expanduser()):
+            if self.lite_path is not None and _lite_locked(self.lite_path):
                 raise StoreError(
                     f"the Milvus Lite file {cfg.uri} is in use by another process (a running "
                     "`ragserve serve` or ingest); wait for it, or send documents to POST /v1/documents"
@@ -315,10 +317,12 @@ class MilvusStore:
     def close(self) -> None:
         try:
             self.client.close()
-            if self.cfg.is_lite:  # pymilvus keeps an in-process Lite server (and its file lock) until exit
+            if (
+                self.lite_path is not None
+            ):  # pymilvus keeps an in-process Lite server (and its lock) until exit
                 from milvus_lite.server_manager import server_manager_instance
 
-                server_manager_instance.release_server(str(Path(str(self.cfg.uri)).expanduser()))
+                server_manager_instance.release_server(str(self.lite_path))
         except Exception:  # closing a dead connection must not mask the real error
             log.debug("error closing Milvus client", exc_info=True)
 
