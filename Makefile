@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/install.sh
 	@touch $(STAMP)
 
 TOOLS_STAMP := .tools/.installed
-$(TOOLS_STAMP): $(STAMP) scripts/install-deploy-tools.sh
+$(TOOLS_STAMP): $(STAMP) scripts/install-deploy-tools.sh scripts/install-prometheus.sh
 	bash scripts/install-deploy-tools.sh
 	@touch $(TOOLS_STAMP)
 
@@ -34,10 +34,10 @@ test: $(STAMP) $(TOOLS_STAMP) ## lint, then all tests (unit; integration on real
 test-unit: $(STAMP) ## fast tests without models
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) ## tests on real components
+test-integration: $(STAMP) $(TOOLS_STAMP) ## tests on real components
 	$(PY) -m pytest -q tests/integration
 
-deploy-tools: $(TOOLS_STAMP) ## helm v4 + kubectl (.tools/bin), validators, checkov for tests/deploy
+deploy-tools: $(TOOLS_STAMP) ## helm v4 + kubectl (.tools/bin), validators, checkov, Prometheus (Debian) for the tests
 
 test-deploy: $(TOOLS_STAMP) ## offline Kubernetes checks: chart, schemas, serve contract, kustomize, checkov
 	$(PY) -m pytest -q tests/deploy

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tools for the offline Kubernetes checks (tests/deploy): helm v4 and kubectl into .tools/bin, validators
-# into the project venv, checkov into its own venv.
+# into the project venv, checkov into its own venv, Prometheus + promtool from Debian (install-prometheus.sh).
 #
 #   scripts/install-deploy-tools.sh      # idempotent; re-run after changing the pins below
 #
@@ -48,6 +48,8 @@ if [ ! -x "$TOOLS/checkov-venv/bin/checkov" ] || ! "$TOOLS/checkov-venv/bin/chec
   python3 -m venv "$TOOLS/checkov-venv"
   "$TOOLS/checkov-venv/bin/python" -m pip --disable-pip-version-check -q install "checkov==$CHECKOV"
 fi
+
+bash scripts/install-prometheus.sh  # promtool for the rule checks; prometheus for tests/integration
 
 "$TOOLS/bin/helm" version --short
 "$TOOLS/bin/kubectl" version --client | head -1

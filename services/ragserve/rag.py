@@ -17,6 +17,7 @@ import numpy as np
 from ragserve.config import SamplingConfig
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
+from ragserve.observability import metrics
 from ragserve.store.milvus import Hit, MilvusStore
 
 MAX_QUESTION_CHARS = 8000
@@ -112,7 +113,10 @@ class Retriever:
         t1 = time.perf_counter()
         # pymilvus is synchronous: keep the event loop free for other requests.
         hits = (await asyncio.to_thread(self.store.search, vector, top_k, expr))[0]
-        return SearchResult(hits, {"embed_ms": embed_ms, "search_ms": _ms(t1)})
+        timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
+        metrics.observe_stages(timings, ("embed", "search"))
+        metrics.RETRIEVED_CHUNKS.observe(len(hits))
+        return SearchResult(hits, timings)
 
 
 class RagPipeline:
@@ -145,6 +149,7 @@ class RagPipeline:
         async for delta in self.generator.generate(built.token_ids, sampling, request_id):
             if ttft_ms is None and delta.completion_tokens:
                 ttft_ms = _ms(t_gen)
+                metrics.TTFT.observe(time.perf_counter() - started)
             completion_tokens, finish = delta.completion_tokens, delta.finish_reason
             if delta.text:
                 yield Delta(delta.text)
@@ -154,6 +159,9 @@ class RagPipeline:
             "completion_tokens": completion_tokens,
             "total_tokens": len(built.token_ids) + completion_tokens,
         }
+        metrics.observe_stages(timings, ("prompt", "generate"))
+        metrics.TOKENS.inc(usage["prompt_tokens"], direction="in")
+        metrics.TOKENS.inc(completion_tokens, direction="out")
         yield Done(usage, timings, finish)
 
     async def start(

@@ -37,14 +37,21 @@ def store(app_config: AppConfig) -> Iterator:
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for the whole session: 8 logical CPUs (more than the machine has, or some deployments
-    never schedule) and fast autoscaling metrics so scaling is observable within a test."""
+    never schedule), fast autoscaling metrics so scaling is observable within a test, and metrics exported
+    every second (not 10) so the Prometheus test sees its traffic quickly."""
     os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     import ray
 
     for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; on a loaded 2-core box that can lapse
         try:
-            ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(
+                num_cpus=8,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _system_config={"metrics_report_interval_ms": 1000},
+            )
             break
         except Exception:
             ray.shutdown()

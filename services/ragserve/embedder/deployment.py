@@ -12,6 +12,7 @@ from ray import serve
 
 from ragserve.config import EmbedderConfig
 from ragserve.embedder.encoder import Encoder
+from ragserve.observability import metrics
 
 
 class EmbedderDeployment:
@@ -26,6 +27,7 @@ class EmbedderDeployment:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def embed_query(self, texts: list[str]) -> list[np.ndarray]:
         """Called once per query; Serve groups concurrent calls into one forward pass."""
+        metrics.EMBEDDER_BATCH_SIZE.observe(len(texts))
         vectors = await asyncio.to_thread(self.encoder.embed_queries, texts)
         return list(vectors)
 

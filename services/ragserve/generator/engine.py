@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragserve.config import TINY_LLAMA, GeneratorConfig, SamplingConfig
+from ragserve.observability.metrics import in_serve_replica
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,16 @@ def sampling_params(sampling: SamplingConfig, seed: int | None = None):  # -> vl
     )
 
 
+def _stat_loggers() -> list[Any] | None:
+    """In a Serve replica, vLLM's metrics go through Ray's metrics agent (exported as ``ray_vllm_*``; the
+    PodMonitor restores the ``vllm:`` names). Elsewhere vLLM's own prometheus-client logger is the default."""
+    if not in_serve_replica():
+        return None
+    from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+    return [RayPrometheusStatLogger]
+
+
 class VLLMGenerator:
     """Owns one AsyncLLM. ``generate`` streams deltas; a cancelled consumer aborts the engine request."""
 
@@ -101,7 +112,9 @@ class VLLMGenerator:
         if current_platform.is_cpu():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.cpu_kvcache_space_gib))
         log.info("starting vLLM engine for %s", self.model_path)
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(self.cfg, self.model_path)))
+        self._engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**engine_kwargs(self.cfg, self.model_path)), stat_loggers=_stat_loggers()
+        )
 
     @property
     def engine(self) -> Any:

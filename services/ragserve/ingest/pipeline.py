@@ -22,6 +22,7 @@ from ragserve.config import IngestConfig
 from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import RecursiveSplitter
 from ragserve.ingest.loaders import Document, LoaderError, load_document
+from ragserve.observability import metrics
 from ragserve.store import filters
 from ragserve.store.milvus import ChunkRecord, MilvusStore
 
@@ -259,6 +260,8 @@ class Ingestor:
                     report.chunks_new += len(f.chunks)
                 report.files_written += 1
             done += len(records)
+            metrics.INGESTED_DOCUMENTS.inc(len(group))
+            metrics.INGESTED_CHUNKS.inc(len(records))
             log.info("wrote %d/%d chunks", done, total)
             if progress is not None:
                 progress(done, total)

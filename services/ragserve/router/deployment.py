@@ -10,15 +10,17 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
 from ragserve.config import AppConfig
 from ragserve.generator.engine import GeneratorError, resolve_model
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
+from ragserve.observability.metrics import node_metrics_text
 from ragserve.router import guard
 from ragserve.router.guard import BodyTooLarge, GuardMiddleware, GuardSettings
+from ragserve.router.instrument import RequestMetrics
 from ragserve.router.models import (
     ChatRequest,
     DocumentsRequest,
@@ -72,6 +74,7 @@ async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
 
 
 api.add_middleware(GuardMiddleware)
+api.add_middleware(RequestMetrics, api=api)  # added last = outermost: counts what the guard rejects too
 
 
 def _unavailable(dependency: str, err: BaseException, retry_after_s: float = 2) -> ApiError:
@@ -167,6 +170,16 @@ class RouterDeployment:
     async def readyz(self) -> JSONResponse:
         ready, checks = await self.service.readiness()
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics(self) -> PlainTextResponse:
+        """This node's Ray metrics agent, for a single machine and debugging. In Kubernetes Prometheus
+        scrapes every Ray pod's metrics port instead (PodMonitor): a replica sees only its own node."""
+        try:
+            text = await asyncio.wait_for(asyncio.to_thread(node_metrics_text), 10)
+        except Exception as err:
+            raise _unavailable("the Ray metrics agent", err) from None
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ---- RAG ------------------------------------------------------------------------------------------
     @api.post("/v1/query", response_model=QueryResponse)
