@@ -1,10 +1,11 @@
 """ragserve's metrics, defined in one place (the names are a contract with the dashboards and alerts).
 
 Where they go:
-- inside a Ray Serve replica: ``ray.serve.metrics``. Ray's metrics agent on each node exports them on the node's metrics port with a ``ray_`` prefix and Serve's ``application`` /
-  ``deployment`` / ``replica`` labels; the chart's PodMonitor renames ``ray_ragserve_*`` back to
-  ``ragserve_*``. Plain prometheus-client metrics created in a replica do *not* reach that port (they stay
-  in the replica process's own registry, which nothing serves), hence this choice.
+- inside a Ray Serve replica: ``ray.serve.metrics``. Ray's metrics agent on each node exports them on the
+  node's metrics port with a ``ray_`` prefix and Serve's ``application`` / ``deployment`` / ``replica``
+  labels; the chart's PodMonitor renames ``ray_ragserve_*`` back to ``ragserve_*``. Plain prometheus-client
+  metrics created in a replica do *not* reach that port (they stay in the replica process's own registry,
+  which nothing serves), hence this choice.
 - anywhere else (the CLI's in-process pipeline and ingestion, a driver): prometheus-client's default
   registry.
 
