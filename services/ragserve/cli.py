@@ -223,7 +223,12 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
 
     host = args.host or cfg.router.host
     port = args.port or cfg.router.port
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
+    ray.init(
+        num_cpus=args.num_cpus,
+        include_dashboard=False,
+        log_to_driver=args.verbose,
+        _metrics_export_port=args.metrics_port,  # None: Ray picks one; GET /metrics shows it either way
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -316,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=8,
         help="logical CPUs Ray may schedule (over-count on small machines)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_positive,
+        help="fixed port for Ray's metrics agent, for a local Prometheus (default: Ray picks one)",
     )
     p.set_defaults(func=cmd_serve)
 

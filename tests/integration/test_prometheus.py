@@ -1,0 +1,236 @@
+"""Dashboards and alerts against a real Prometheus scraping the running app.
+
+The app runs on a local Ray (embedder pool, vLLM CPU generator, router, Milvus Lite); Debian's `prometheus`
+scrapes the Ray node's metrics port exactly as the chart's PodMonitor does (same metric relabelings, a
+`namespace` label like the operator adds); the test sends a traffic mix, then evaluates every PromQL
+expression of every dashboard panel and alert rule through the HTTP API.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from ragserve.app import APP_NAME, build_app
+from tests.deploy import promql
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+PORT = 8765  # the Serve HTTP proxy shared with the other Serve tests (one Serve instance per Ray cluster)
+BASE = f"http://127.0.0.1:{PORT}"
+NAMESPACE = "ragserve-test"
+QUESTION = "What do the parameters for HNSW mean?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def app(ray_cluster, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from ray import serve
+
+    home = tmp_path_factory.mktemp("prom-home")
+    args = {
+        "data_dir": str(home),
+        "embedder": {"max_batch_size": 16, "deployment": {"min_replicas": 1, "max_replicas": 2}},
+        "generator": {"deployment": {"min_replicas": 1, "max_replicas": 1}},
+        "router": {"deployment": {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 64}},
+    }
+    serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    docs = [
+        {"source": rel, "text": (corpus_dir / rel).read_text()}
+        for rel in ("reference/index.md", "reference/metric.md", "about/limitations.md")
+    ]
+    res = httpx.post(BASE + "/v1/documents", json={"documents": docs}, timeout=300)
+    assert res.status_code == 200, res.text
+    node = ray_cluster.nodes()[0]
+    yield {"metrics_target": f"127.0.0.1:{node['MetricsExportPort']}", "ingested": res.json()}
+    serve.delete(APP_NAME)
+
+
+def scrape_config(target: str, rules_file: Path) -> dict[str, Any]:
+    """What the PodMonitor asks of the operator, for one static target."""
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_file)],
+        "scrape_configs": [
+            {
+                "job_name": "ray",
+                "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}],
+                "metric_relabel_configs": promql.podmonitor_relabelings(),
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def prometheus(app: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus is required: scripts/install-prometheus.sh"
+    work = tmp_path_factory.mktemp("prometheus")
+    rules = work / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": promql.rendered_rule_groups(promql.TRIPPED_THRESHOLDS)}))
+    config = work / "prometheus.yml"
+    config.write_text(yaml.safe_dump(scrape_config(app["metrics_target"], rules)))
+    port = free_port()
+    log = (work / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def send_traffic() -> dict[str, int]:
+    """Every route the dashboards look at: queries (plain and streamed), searches (a concurrent burst, so
+    the embedder batches), a streamed chat completion, and rejected input."""
+    sent: dict[str, int] = {}
+
+    def call(path: str, body: dict[str, Any]) -> int:
+        with httpx.Client(timeout=180) as client:
+            if body.get("stream"):
+                with client.stream("POST", BASE + path, json=body) as res:
+                    for _ in res.iter_lines():
+                        pass
+                    status = res.status_code
+            else:
+                status = client.post(BASE + path, json=body).status_code
+        sent[f"{path} {status}"] = sent.get(f"{path} {status}", 0) + 1
+        return status
+
+    searches = [{"query": f"{QUESTION} ({i})", "top_k": 5} for i in range(24)]
+    with cf.ThreadPoolExecutor(12) as pool:
+        assert set(pool.map(lambda b: call("/v1/search", b), searches)) == {200}
+    for top_k in (2, 3, 5):
+        assert call("/v1/query", {"question": QUESTION, "top_k": top_k}) == 200
+    assert call("/v1/query", {"question": QUESTION, "stream": True}) == 200
+    chat = {"messages": [{"role": "user", "content": QUESTION}], "stream": True, "max_tokens": 16}
+    assert call("/v1/chat/completions", chat) == 200
+    assert call("/v1/search", {"query": "", "top_k": 3}) == 422
+    return sent
+
+
+def instant(url: str, expr: str) -> list[dict[str, Any]]:
+    res = httpx.get(url + "/api/v1/query", params={"query": expr}, timeout=30)
+    body = res.json()
+    assert body.get("status") == "success", f"{expr!r}: {body.get('error', body)}"
+    return list(body["data"]["result"])
+
+
+def has_finite_value(result: list[dict[str, Any]]) -> bool:
+    return any(math.isfinite(float(r["value"][1])) for r in result)
+
+
+def wait_for(url: str, expr: str, predicate: Any, timeout_s: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = instant(url, expr)
+        if predicate(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(1)
+
+
+def test_every_dashboard_and_alert_expression_returns_data(app, prometheus: str) -> None:
+    sent = send_traffic()
+    expected = sum(n for key, n in sent.items() if not key.startswith("/v1/documents"))
+    # Ray's agent reports every second and Prometheus scrapes every second: wait for the whole mix.
+    got = wait_for(
+        prometheus,
+        f'sum(ragserve_requests_total{{namespace="{NAMESPACE}",route=~"/v1/(query|search|chat/completions)"}})',
+        lambda r: r and float(r[0]["value"][1]) >= expected,
+    )
+    assert got and float(got[0]["value"][1]) >= expected, (got, sent)
+    time.sleep(3)  # a few more scrapes so every rate() window holds two samples after the last request
+
+    report: dict[str, Any] = {"panels": [], "alerts": [], "gpu": []}
+    dcgm = promql.dcgm_default_counters()
+    failures = []
+    for dashboard, title, expr in promql.dashboard_expressions():
+        if promql.is_gpu_expression(expr):
+            unknown = promql.metric_names(expr) - dcgm
+            report["gpu"].append({"dashboard": dashboard, "panel": title, "unknown": sorted(unknown)})
+            if unknown:
+                failures.append(f"{dashboard} / {title}: not in DCGM's default counters: {sorted(unknown)}")
+            continue
+        result = instant(prometheus, expr)
+        ok = bool(result) and has_finite_value(result)
+        report["panels"].append({"dashboard": dashboard, "panel": title, "series": len(result), "ok": ok})
+        if not ok:
+            failures.append(f"{dashboard} / {title}: no data for {expr}")
+
+    # Alerts, rendered with thresholds every healthy signal crosses: each must return data here (it can
+    # fire on what this app emits), and Prometheus must have loaded and evaluated each rule without error.
+    for group in promql.rendered_rule_groups(promql.TRIPPED_THRESHOLDS):
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule.get("record")
+            if promql.is_gpu_expression(rule["expr"]):
+                unknown = promql.metric_names(rule["expr"]) - dcgm
+                report["gpu"].append({"rule": name, "unknown": sorted(unknown)})
+                if unknown:
+                    failures.append(f"rule {name}: not in DCGM's default counters: {sorted(unknown)}")
+                continue
+            result = instant(prometheus, rule["expr"])
+            report["alerts"].append({"rule": name, "series": len(result), "ok": bool(result)})
+            if not result:
+                failures.append(f"rule {name}: no data for {rule['expr']}")
+    loaded = httpx.get(prometheus + "/api/v1/rules", timeout=30).json()["data"]["groups"]
+    unhealthy = [
+        (r["name"], r.get("lastError")) for g in loaded for r in g["rules"] if r.get("health") == "err"
+    ]
+    assert not unhealthy, unhealthy
+
+    counts = {
+        "panel expressions": len(report["panels"]),
+        "panels with data": sum(p["ok"] for p in report["panels"]),
+        "rule expressions": len(report["alerts"]),
+        "rules with data": sum(a["ok"] for a in report["alerts"]),
+        "gpu expressions (DCGM names checked)": len(report["gpu"]),
+    }
+    report["counts"] = counts
+    print(json.dumps(counts))
+    if out := os.environ.get("RAGSERVE_PROMQL_REPORT"):
+        Path(out).write_text(json.dumps(report, indent=2))
+    assert not failures, "\n".join(failures)
+    assert report["panels"] and report["alerts"] and report["gpu"]
+
+
+def test_router_metrics_endpoint_shows_the_node_exposition(app) -> None:
+    text = httpx.get(BASE + "/metrics", timeout=30).text
+    assert "ray_ragserve_requests_total{" in text and "ray_serve_" in text
+    assert "ray_vllm_num_requests_running" in text
