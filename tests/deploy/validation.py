@@ -5,8 +5,8 @@ for which no schema is known.
 - RayService (and its rayClusterConfig, checked against the RayCluster spec too): the KubeRay v1.7.0 CRDs
   in shared/schemas/crds, made strict (objects with declared properties are closed unless the CRD says
   x-kubernetes-preserve-unknown-fields);
-- ServiceMonitor / PodMonitor: tests/deploy/schemas/prometheus-operator-v0.80.1.json (vendored, see
-  vendor_prometheus.py there).
+- PodMonitor / PrometheusRule (and ServiceMonitor): tests/deploy/schemas/prometheus-operator-v0.80.1.json
+  (vendored, see vendor_prometheus.py there).
 CEL rules (x-kubernetes-validations) are not evaluated.
 """
 
@@ -83,6 +83,6 @@ def validate(obj: dict[str, Any], crds: Path) -> list[str]:
         cluster_spec = crd_schema(crds, "ray.io_rayclusters.yaml")["properties"]["spec"]
         errs += [f"as RayCluster spec: {e}" for e in _errors(cluster_spec, obj["spec"]["rayClusterConfig"])]
         return errs
-    if key in (("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")):
+    if key[0] == "monitoring.coreos.com/v1" and key[1] in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
         return _errors(prometheus_schemas()[obj["kind"]], obj)
     return [f"no schema for {key[0]} {key[1]}: add one to tests/deploy/schemas.py"]

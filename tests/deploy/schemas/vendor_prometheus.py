@@ -1,6 +1,6 @@
-"""Regenerate prometheus-operator-v0.80.1.json: the ServiceMonitor and PodMonitor schemas, taken from the
-PyPI package cloudcoil-models-prometheus-operator 0.80.1.0 (pydantic models generated from the
-prometheus-operator v0.80.1 CRDs), made strict (unknown fields rejected, as `kubectl --validate=strict`).
+"""Regenerate prometheus-operator-v0.80.1.json: the ServiceMonitor, PodMonitor and PrometheusRule schemas,
+taken from the PyPI package cloudcoil-models-prometheus-operator 0.80.1.0 (pydantic models generated from
+the prometheus-operator v0.80.1 CRDs), made strict (unknown fields rejected, as `kubectl --validate=strict`).
 
     python3 -m venv /tmp/pv && /tmp/pv/bin/pip install cloudcoil-models-prometheus-operator==0.80.1.0
     /tmp/pv/bin/python tests/deploy/schemas/vendor_prometheus.py
@@ -9,7 +9,7 @@ prometheus-operator v0.80.1 CRDs), made strict (unknown fields rejected, as `kub
 import json
 from pathlib import Path
 
-from cloudcoil.models.prometheus_operator.v1 import PodMonitor, ServiceMonitor
+from cloudcoil.models.prometheus_operator.v1 import PodMonitor, PrometheusRule, ServiceMonitor
 
 OUT = Path(__file__).with_name("prometheus-operator-v0.80.1.json")
 
@@ -37,7 +37,7 @@ def strict(node, in_properties=False):
 
 
 schemas = {}
-for model in (ServiceMonitor, PodMonitor):
+for model in (ServiceMonitor, PodMonitor, PrometheusRule):
     s = strict(model.model_json_schema(by_alias=True, mode="validation"))
     s["required"] = sorted(set(s.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
     schemas[model.__name__] = s
