@@ -46,12 +46,29 @@ FREEFORM = {
     "operatorNamespaceSelector",
     "monitoringNamespaceSelector",
     "tls",
+    "additionalRuleLabels",
 }
 QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"}
 DURATION = {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"}
 COUNT = {"type": "integer", "minimum": 0}
 NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 SECRET_NAME = {"type": "string", "pattern": r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$", "maxLength": 253}
+
+# prometheus-operator RelabelConfig (the fields metricRelabelings take; `action` defaults to replace).
+RELABEL = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "action": {"type": "string"},
+        "modulus": {"type": "integer"},
+        "regex": {"type": "string"},
+        "replacement": {"type": "string"},
+        "separator": {"type": "string"},
+        "sourceLabels": {"type": "array", "items": {"type": "string"}},
+        "targetLabel": {"type": "string"},
+    },
+}
+ALERTS = ("highErrorRate", "latencySLO", "queueGrowing", "generatorWaiting", "noReadyReplicas")
 
 OVERRIDES: dict[str, dict[str, Any]] = {
     "image.repository": {"minLength": 1},
@@ -96,9 +113,18 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             },
         },
     },
-    "metrics.serviceMonitor.interval": DURATION,
-    "metrics.serviceMonitor.scrapeTimeout": DURATION,
     "metrics.podMonitor.interval": DURATION,
+    "metrics.podMonitor.metricRelabelings": {"items": RELABEL},
+    "dashboards.label": {"minLength": 1},
+    "alerts.runbookBaseUrl": {"pattern": r"^(https?://\S+)?$"},
+    "alerts.highErrorRate.threshold": {"type": "number", "maximum": 1},
+    "alerts.latencySLO.p99Seconds": {"type": "number"},
+    "alerts.queueGrowing.minQueued": {"type": "number"},
+    "alerts.queueGrowing.growthPerSecond": {"type": "number"},
+    "alerts.generatorWaiting.threshold": {"type": "number"},
+    "alerts.noReadyReplicas.minHealthy": {"type": "number"},
+    **{f"alerts.{rule}.for": DURATION for rule in ALERTS},
+    **{f"alerts.{rule}.severity": {"minLength": 1} for rule in ALERTS},
     "podDisruptionBudget.maxUnavailable": {"type": ["integer", "string"], "minimum": 0},
     "networkPolicy.httpsEgressCidrs": {"items": {"type": "string"}},
 }

@@ -1,5 +1,5 @@
 """Fixtures for the offline Kubernetes checks: helm/kubectl from .tools/bin (scripts/install-deploy-tools.sh),
-each scenario rendered once per session.
+promtool from Debian's prometheus package, each scenario rendered once per session.
 
 Without the tools the tests skip locally and fail under CI (CI=true), like the shared-corpus fixtures.
 """
@@ -10,6 +10,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,7 @@ def load_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"deploy_{name}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -58,6 +60,12 @@ def helm() -> str:
 @pytest.fixture(scope="session")
 def kubectl() -> str:
     return _tool("kubectl")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Debian's promtool (package prometheus), which parses PromQL and rule files offline."""
+    return _tool("promtool")
 
 
 def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:

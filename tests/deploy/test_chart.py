@@ -112,14 +112,22 @@ def test_ingress_streams_sse_to_the_serve_service(rendered: dict[str, list[dict[
     assert all(p["backend"]["service"] == {"name": serve_svc, "port": {"name": "serve"}} for p in paths)
 
 
-def test_monitors_are_separately_switched(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    kinds = {d["kind"] for d in rendered["monitoring"]}
-    assert {"ServiceMonitor", "PodMonitor"} <= kinds
-    assert not {"ServiceMonitor", "PodMonitor"} & {d["kind"] for d in rendered["default"]}
-    sm = one(rendered["monitoring"], "ServiceMonitor")
-    serve_labels = one(rendered["monitoring"], "RayService")["spec"]["serveService"]["metadata"]["labels"]
-    assert sm["spec"]["selector"]["matchLabels"].items() <= serve_labels.items()
-    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+def test_monitoring_objects_are_separately_switched(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """PodMonitor, dashboards and PrometheusRule each behind their own value; no ServiceMonitor (the router's
+    /metrics shows one node's agent only: the PodMonitor is the scrape path)."""
+    kinds = [d["kind"] for d in rendered["monitoring"]]
+    assert {"PodMonitor", "PrometheusRule"} <= set(kinds) and "ServiceMonitor" not in kinds
+    assert not {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"} & {
+        d["kind"] for d in rendered["default"]
+    }
+    for kind in ("PodMonitor", "PrometheusRule"):
+        assert one(rendered["monitoring"], kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    np_ingress = one(rendered["monitoring"], "NetworkPolicy")["spec"]["ingress"]
+    assert [{"port": 8080, "protocol": "TCP"}] in [r.get("ports") for r in np_ingress]
+    assert not any(
+        {"port": 8080, "protocol": "TCP"} in r.get("ports", [])
+        for r in one(rendered["default"], "NetworkPolicy")["spec"]["ingress"]
+    ), "the metrics port opens to Prometheus only with the PodMonitor"
 
 
 def test_pod_selectors_match_ray_pods(rendered: dict[str, list[dict[str, Any]]]) -> None:
