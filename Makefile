@@ -44,6 +44,7 @@ test-deploy: $(TOOLS_STAMP) ## offline Kubernetes checks: chart, schemas, serve 
 
 deploy-render: $(STAMP) ## regenerate values.schema.json and the kustomize files after chart/config changes
 	$(PY) deploy/scripts/gen_values_schema.py
+	$(PY) deploy/scripts/gen_dashboards.py
 	$(PY) deploy/scripts/render_kustomize.py
 
 lint: $(STAMP) ## ruff lint + format check
