@@ -6,7 +6,7 @@ CORPUS ?= ../shared/corpus/milvus-docs/site/en
 EVAL ?= ../shared/eval/dev.jsonl
 DEMO_COLLECTION := --collection ragserve_demo
 
-.PHONY: help install demo check test test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus clean
+.PHONY: help install demo check test test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,12 @@ check: lint typecheck test ## everything CI runs, plus format and type checks
 eval-corpus: $(STAMP) ## ingest the Milvus docs corpus and report recall@5 / MRR on the dev set
 	$(RAGSERVE) ingest $(CORPUS)
 	$(RAGSERVE) eval $(EVAL) --k 5
+
+load: $(STAMP) ## open-loop load test (query, search, chat-stream) -> load-tests/results/load.{json,png}
+	cd load-tests && $(abspath $(PY)) loadgen.py
+
+bench: $(STAMP) ## side-by-side ratios: embedder pool, search, query vs raw vLLM, ingestion -> results/bench.json
+	cd load-tests && $(abspath $(PY)) bench.py
 
 clean: ## remove caches (keeps .venv and your data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/*.egg-info

@@ -34,7 +34,14 @@ def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
 
     from ragserve.app import APP_NAME, build_app
 
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; a loaded 2-core box can miss that
+        try:
+            ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name=APP_NAME, route_prefix="/")

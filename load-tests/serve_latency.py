@@ -76,7 +76,7 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     from ragserve.store.lite_server import LiteServer
     from ragserve.store.milvus import MilvusStore
 
-    cfg = load_config(env={"RAGSERVE_HOME": str(home)})
+    cfg = load_config(env={**os.environ, "RAGSERVE_HOME": str(home)})
     lite = LiteServer(str(cfg.store.uri))  # same gRPC path the served app uses
     store = MilvusStore(cfg.store.model_copy(update={"uri": lite.uri}))
     store.load()
