@@ -17,6 +17,18 @@ CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
 EVAL = SHARED / "eval" / "dev.jsonl"
 
 
+def machine() -> str:
+    """``2 CPUs x86_64, 24 GiB, no GPU``: recorded next to every figure."""
+    gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except ImportError:
+        gpu = "no GPU"
+    return f"{os.cpu_count()} CPUs {os.uname().machine}, {gib:.0f} GiB, {gpu}"
+
+
 def ingest_private(corpus: Path) -> Path:
     """Ingest ``corpus`` into a fresh RAGSERVE_HOME (a subprocess, so the Milvus Lite file is released)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from harness import CORPUS, EVAL, ingest_private, served_app
+from harness import CORPUS, EVAL, ingest_private, machine, served_app
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_RATES = {"query": [1, 2, 4, 8], "search": [5, 10, 20, 40], "chat-stream": [1, 2, 4, 8]}
@@ -79,10 +79,14 @@ def scenario(name: str, qs: list[str], max_tokens: int) -> Call:
                 await res.aread()
                 return Outcome(error=str(res.status_code))
             async for line in res.aiter_lines():
-                if ttft is None and line.startswith("data: {") and '"content"' in line:
-                    ttft = time.perf_counter() - started
-                if '"error"' in line and line.startswith("data: "):
+                if not line.startswith("data: {"):
+                    continue  # blank separators, "data: [DONE]"
+                event = json.loads(line[6:])
+                if "error" in event:
                     return Outcome(error="stream-error")
+                # The first chunk carries the role and sources with content "": not a token yet.
+                if ttft is None and any(c["delta"].get("content") for c in event.get("choices", [])):
+                    ttft = time.perf_counter() - started
         return Outcome(ttft_s=ttft)
 
     return {"query": query, "search": search, "chat-stream": chat_stream}[name]
@@ -134,7 +138,7 @@ async def run_step(client: httpx.AsyncClient, call: Call, step: Step, seed: int,
             outcome = await asyncio.wait_for(call(client, i), timeout_s)
         except TimeoutError:
             outcome = Outcome(error="timeout")
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, ValueError) as err:  # connection errors, httpx timeouts, bad JSON
             outcome = Outcome(error=type(err).__name__)
         if outcome.error is None:
             outcome.latency_s = loop.time() - scheduled
@@ -226,16 +230,16 @@ def main() -> None:
     with server as url:
         results = asyncio.run(run(url, scenarios, rates, args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = f"{os.cpu_count()} CPUs, {os.uname().machine}"
+    host = machine()
     report = {
-        "machine": machine,
+        "machine": host,
         "target": args.url or f"build_app on a local Ray, corpus {args.corpus}",
         "duration_s": args.duration,
         "steps": results,
     }
     args.out.write_text(json.dumps(report, indent=2))
     png = args.out.with_suffix(".png")
-    plot(results, png, f"ragserve latency vs offered load ({machine})")
+    plot(results, png, f"ragserve latency vs offered load ({host})")
     print(f"wrote {args.out} and {png}")
 
 
