@@ -112,6 +112,7 @@ class Step:
             "scenario": self.scenario,
             "offered_rps": self.offered_rps,
             "sent": len(self.outcomes),
+            "sent_rps": round(len(self.outcomes) / self.duration_s, 2),  # the Poisson draw's actual rate
             "ok": len(ok),
             "achieved_rps": round(len(ok) / self.wall_s, 2) if self.wall_s else 0.0,
             "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99)},
