@@ -1,8 +1,9 @@
-"""The GPU bench on CUDA (CUDA vLLM, a generated small Llama, tensor_parallel_size 1); skipped elsewhere."""
+"""The GPU bench on CUDA (CUDA vLLM, a generated ~90M Llama, tensor_parallel_size 1); skipped elsewhere."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ def test_gpu_bench_measures_all_four_ratios(tmp_path: Path, corpus_dir: Path) ->
     out = tmp_path / "bench-gpu.json"
     cmd = [sys.executable, "bench_gpu.py", "--corpus", str(corpus_dir / "about"), "--requests", "10"]
     cmd += ["--texts", "64", "--out", str(out)]
-    subprocess.run(cmd, cwd=REPO / "load-tests", check=True, timeout=1500)
+    env = {**os.environ, "RAGSERVE_HOME": str(tmp_path / "home")}  # the generated GPU model goes here
+    subprocess.run(cmd, cwd=REPO / "load-tests", env=env, check=True, timeout=1500)
     report = json.loads(out.read_text())
     assert report["a_embedder"]["ratio_pool_over_raw"] > 0
     assert report["b_search"]["served"]["errors"] == 0
