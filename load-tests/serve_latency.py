@@ -76,6 +76,10 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     from ragserve.store.lite_server import LiteServer
     from ragserve.store.milvus import MilvusStore
 
+    # vLLM's CPU platform writes LD_PRELOAD (tcmalloc, torch's libgomp) and more into os.environ; processes
+    # started later (the served phase's Ray workers) would inherit them, and with torch's libgomp preloaded
+    # a Ray worker's torch ignores the OMP_NUM_THREADS Ray sets. Restore the environment we started with.
+    saved_env = dict(os.environ)
     cfg = load_config(env={**os.environ, "RAGSERVE_HOME": str(home)})
     lite = LiteServer(str(cfg.store.uri))  # same gRPC path the served app uses
     store = MilvusStore(cfg.store.model_copy(update={"uri": lite.uri}))
@@ -101,6 +105,8 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
         generator.shutdown()
         store.close()
         lite.stop()
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 async def served(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
