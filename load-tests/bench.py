@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,13 +112,15 @@ def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
         {"chunk": r.chunk, "source": r.source, "vector": v}
         for r, v in zip(records, map(np.float32, embeddings), strict=True)
     ]
-    client = MilvusClient(str(Path(tempfile.mkdtemp(prefix="walkthrough-")) / "milvus_demo.db"))
+    scratch = Path(tempfile.mkdtemp(prefix="walkthrough-"))
+    client = MilvusClient(str(scratch / "milvus_demo.db"))
     client.create_collection(
         "MilvusDocs", model.get_embedding_dimension(), consistency_level="Eventually", auto_id=True
     )
     client.insert("MilvusDocs", data=dict_list)
     walkthrough_s = time.perf_counter() - t0
     client.close()
+    shutil.rmtree(scratch, ignore_errors=True)
 
     out = {
         "chunks": len(texts),
@@ -299,25 +302,30 @@ def main() -> None:
     n, c = args.requests, args.concurrency
     batches = [1, 8, 32, 64, 128, 256]
 
-    print("(d) ingestion ...", flush=True)
-    ingest = ingestion(cfg, args.corpus, batches)
-    qs = questions()
-    queries = [f"{qs[i % len(qs)]} ({i})" for i in range(args.texts)]  # distinct texts, question-length
+    try:
+        print("(d) ingestion ...", flush=True)
+        ingest = ingestion(cfg, args.corpus, batches)
+        qs = questions()
+        queries = [f"{qs[i % len(qs)]} ({i})" for i in range(args.texts)]  # distinct texts, question-length
 
-    print("(a) raw encode sweep on queries ...", flush=True)
-    model = raw_model(cfg)
-    sweep = encode_sweep(model, queries, batches)
-    best = max(sweep, key=lambda b: sweep[b])
-    one_thread = one_thread_rate(model, queries, best)
-    del model
+        print("(a) raw encode sweep on queries ...", flush=True)
+        model = raw_model(cfg)
+        sweep = encode_sweep(model, queries, batches)
+        best = max(sweep, key=lambda b: sweep[b])
+        one_thread = one_thread_rate(model, queries, best)
+        del model
 
-    print("(b, c) in-process pipeline ...", flush=True)
-    prompts = built_prompts(cfg, qs)
-    local = asyncio.run(in_process(home, n, c))
-    print("(a, b, c) served app ...", flush=True)
-    remote = asyncio.run(served(home, queries, n, c, args.pool_concurrency, cfg.embedder.deployment.num_cpus))
-    print("(c) raw vLLM OpenAI server ...", flush=True)
-    raw = asyncio.run(raw_vllm(cfg, prompts, n, c))
+        print("(b, c) in-process pipeline ...", flush=True)
+        prompts = built_prompts(cfg, qs)
+        local = asyncio.run(in_process(home, n, c))
+        print("(a, b, c) served app ...", flush=True)
+        remote = asyncio.run(
+            served(home, queries, n, c, args.pool_concurrency, cfg.embedder.deployment.num_cpus)
+        )
+        print("(c) raw vLLM OpenAI server ...", flush=True)
+        raw = asyncio.run(raw_vllm(cfg, prompts, n, c))
+    finally:  # the private home: Milvus Lite file, generated model
+        shutil.rmtree(home, ignore_errors=True)
 
     report = {
         "machine": machine(),

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -73,13 +74,16 @@ def main() -> None:
 
     home = ingest_private(args.corpus)
     pool = {}
-    for cpus in (0.25, 2.0):
-        app_args = {"data_dir": str(home), "embedder": {"deployment": {"num_cpus": cpus, "max_replicas": 1}}}
-        with served_app(app_args, 8781):
-            pool[cpus] = {
-                "torch_threads": torch_threads_in_ray(cpus),
-                "texts_per_s": asyncio.run(pool_rates(texts, args.concurrency, args.rounds)),
-            }
+    try:
+        for cpus in (0.25, 2.0):
+            deployment = {"num_cpus": cpus, "max_replicas": 1}
+            with served_app({"data_dir": str(home), "embedder": {"deployment": deployment}}, 8781):
+                pool[cpus] = {
+                    "torch_threads": torch_threads_in_ray(cpus),
+                    "texts_per_s": asyncio.run(pool_rates(texts, args.concurrency, args.rounds)),
+                }
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     report = {
         "machine": machine(),
         "texts": args.texts,

@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -228,8 +229,12 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     home = None if args.url else ingest_private(args.corpus)
     server = nullcontext(args.url) if args.url else served_app({"data_dir": str(home)}, args.port)
-    with server as url:
-        results = asyncio.run(run(url, scenarios, rates, args))
+    try:
+        with server as url:
+            results = asyncio.run(run(url, scenarios, rates, args))
+    finally:
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     host = machine()
     report = {
