@@ -241,26 +241,35 @@ def torch_threads_in_ray(num_cpus: float) -> int:
     return int(ray.get(threads.remote()))
 
 
-async def served(
-    home: Path, texts: list[str], n: int, c: int, pool_concurrency: int, embedder_cpus: float
-) -> dict[str, Any]:
+async def pool_rates(texts: list[str], concurrency: int, rounds: int) -> list[float]:
+    """texts/s of the served Embedder pool, each text one ``embed_query`` handle call, per round."""
     from ray import serve
 
     from ragserve.app import APP_NAME
 
+    handle = serve.get_deployment_handle("Embedder", APP_NAME)
+    await handle.embed_query.remote("warm-up")
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(t: str) -> None:
+        async with sem:
+            await handle.embed_query.remote(t)
+
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(t) for t in texts))
+        rates.append(round(len(texts) / (time.perf_counter() - t0), 1))
+    return rates
+
+
+async def served(
+    home: Path, texts: list[str], n: int, c: int, pool_concurrency: int, embedder_cpus: float
+) -> dict[str, Any]:
+
     with served_app({"data_dir": str(home)}, PORT) as base:
         replica_threads = torch_threads_in_ray(embedder_cpus)
-        handle = serve.get_deployment_handle("Embedder", APP_NAME)
-        await handle.embed_query.remote("warm-up")
-        sem = asyncio.Semaphore(pool_concurrency)
-
-        async def embed(t: str) -> None:
-            async with sem:
-                await handle.embed_query.remote(t)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(embed(t) for t in texts))
-        pool = rate(len(texts), time.perf_counter() - t0)
+        [pool] = await pool_rates(texts, pool_concurrency, rounds=1)
         tokens: list[int] = []
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
 

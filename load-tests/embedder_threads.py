@@ -16,35 +16,13 @@ import asyncio
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
-from bench import encode_sweep, one_thread_rate, raw_model, torch_threads_in_ray
+from bench import encode_sweep, one_thread_rate, pool_rates, raw_model, torch_threads_in_ray
 from harness import CORPUS, ingest_private, machine, served_app
 from serve_latency import questions
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-async def pool_rates(texts: list[str], concurrency: int, rounds: int) -> list[float]:
-    from ray import serve
-
-    from ragserve.app import APP_NAME
-
-    handle = serve.get_deployment_handle("Embedder", APP_NAME)
-    await handle.embed_query.remote("warm-up")
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(t: str) -> None:
-        async with sem:
-            await handle.embed_query.remote(t)
-
-    rates = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(t) for t in texts))
-        rates.append(round(len(texts) / (time.perf_counter() - t0), 1))
-    return rates
 
 
 def main() -> None:
