@@ -68,3 +68,32 @@ def test_stage_timings_and_route_context() -> None:
     assert sample("ragserve_stage_latency_seconds_count", stage="embed", route="/v1/search") - before == 1
     assert sample("ragserve_stage_latency_seconds_count", stage="search", route="/v1/search") == 0
     metrics.TOKENS.inc(0, direction="out")  # zero increments are ignored, never an error
+
+
+def test_a_request_cancelled_before_its_response_counts_as_499() -> None:
+    """The client went away (Serve cancels the handler): not a server error, so no error-rate alert."""
+    import asyncio
+    import contextlib
+
+    app = make_app()
+    started = asyncio.Event()
+
+    async def waits_forever(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        started.set()
+        await asyncio.Event().wait()
+
+    middleware = RequestMetrics(waits_forever, api=app)
+    scope = {"type": "http", "method": "GET", "path": "/v1/items/7", "headers": [], "query_string": b""}
+    labels = {"route": "/v1/items/{item_id}"}
+    before = {s: sample("ragserve_requests_total", status=s, **labels) for s in ("499", "500")}
+
+    async def call_then_cancel() -> None:
+        task = asyncio.create_task(middleware(scope, None, None))  # type: ignore[arg-type]
+        await started.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(call_then_cancel())
+    assert sample("ragserve_requests_total", status="499", **labels) - before["499"] == 1
+    assert sample("ragserve_requests_total", status="500", **labels) - before["500"] == 0

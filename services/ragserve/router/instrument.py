@@ -1,12 +1,15 @@
 """HTTP-level metrics: every request counted by route template and status, and timed (stage "total").
 
 A pure ASGI middleware, outermost, so requests the guard rejects (401/413/429) are counted too, and a
-streamed response is timed until its last byte. Routes are labelled by their template (``/v1/documents/
-{source:path}``), never by the raw path, to keep the label set bounded.
+streamed response is timed until its last byte. A request cancelled before its response started (the
+client went away and Serve cancelled the handler) counts as 499, nginx's "client closed request", not as a
+server error. Routes are labelled by their template (``/v1/documents/{source:path}``), never by the raw
+path, to keep the label set bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.routing import BaseRoute, Match
@@ -38,7 +41,7 @@ class RequestMetrics:
             return
         route = route_template(getattr(self.api, "routes", []), scope)
         token = metrics.current_route.set(route)
-        status = 500  # nothing sent before an exception escaped
+        status = 0  # no response started yet
         started = time.perf_counter()
 
         async def send_and_note(message: Message) -> None:
@@ -49,7 +52,11 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, send_and_note)
+        except asyncio.CancelledError:
+            status = status or 499
+            raise
         finally:
             metrics.current_route.reset(token)
-            metrics.REQUESTS.inc(route=route, status=str(status))
+            # 0: an exception escaped before any response, which the server answers with 500.
+            metrics.REQUESTS.inc(route=route, status=str(status or 500))
             metrics.STAGE_LATENCY.observe(time.perf_counter() - started, stage="total", route=route)
