@@ -27,11 +27,19 @@ def series(
     return {"series": f"{metric}{{{namespace},{labels}}}", "values": values}
 
 
-def alert(name: str, labels: dict[str, str], summary: str, descriptions: dict[str, str]) -> dict[str, Any]:
-    return {
+def silent_then_firing(
+    name: str, silent_at: str, firing_at: str, labels: dict[str, str], summary: str, description: str
+) -> list[dict[str, Any]]:
+    """promtool expectations: no alert at `silent_at` (pending within `for:`), exactly this one at
+    `firing_at`, with its labels and rendered annotations."""
+    expected = {
         "exp_labels": {"namespace": NAMESPACE, **labels},
-        "exp_annotations": {"summary": summary, "description": descriptions[name]},
+        "exp_annotations": {"summary": summary, "description": description},
     }
+    return [
+        {"eval_time": silent_at, "alertname": name, "exp_alerts": []},
+        {"eval_time": firing_at, "alertname": name, "exp_alerts": [expected]},
+    ]
 
 
 def cases(descriptions: dict[str, str]) -> list[dict[str, Any]]:
@@ -47,21 +55,14 @@ def cases(descriptions: dict[str, str]) -> list[dict[str, Any]]:
                 series(requests, f'{APP},route="/v1/query",status="503"', "0+60x40"),
                 series(requests, f'{APP},route="/v1/query",status="500"', "0+60x40", namespace=OTHER),
             ],
-            "alert_rule_test": [
-                {"eval_time": "4m", "alertname": "RagserveHighErrorRate", "exp_alerts": []},
-                {
-                    "eval_time": "20m",
-                    "alertname": "RagserveHighErrorRate",
-                    "exp_alerts": [
-                        alert(
-                            "RagserveHighErrorRate",
-                            {"application": "ragserve", "severity": "critical"},
-                            f"ragserve answers 9.091% of its requests with 5xx in {NAMESPACE}.",
-                            descriptions,
-                        )
-                    ],
-                },
-            ],
+            "alert_rule_test": silent_then_firing(
+                "RagserveHighErrorRate",
+                "4m",
+                "20m",
+                {"application": "ragserve", "severity": "critical"},
+                f"ragserve answers 9.091% of its requests with 5xx in {NAMESPACE}.",
+                descriptions["RagserveHighErrorRate"],
+            ),
         },
         {  # 2 % errors, and traffic without any 5xx series at all (the `or 0 *` branch): below the threshold
             "input_series": [
@@ -87,21 +88,14 @@ def cases(descriptions: dict[str, str]) -> list[dict[str, Any]]:
                 ),
                 series(bucket, f'{APP},stage="embed",route="/v1/search",le="+Inf"', "0+100x40"),
             ],
-            "alert_rule_test": [
-                {"eval_time": "8m", "alertname": "RagserveLatencySLOBreach", "exp_alerts": []},
-                {
-                    "eval_time": "25m",
-                    "alertname": "RagserveLatencySLOBreach",
-                    "exp_alerts": [
-                        alert(
-                            "RagserveLatencySLOBreach",
-                            {"application": "ragserve", "route": "/v1/query", "severity": "warning"},
-                            f"ragserve p99 latency of /v1/query is 59.7s in {NAMESPACE}.",
-                            descriptions,
-                        )
-                    ],
-                },
-            ],
+            "alert_rule_test": silent_then_firing(
+                "RagserveLatencySLOBreach",
+                "8m",
+                "25m",
+                {"application": "ragserve", "route": "/v1/query", "severity": "warning"},
+                f"ragserve p99 latency of /v1/query is 59.7s in {NAMESPACE}.",
+                descriptions["RagserveLatencySLOBreach"],
+            ),
         },
         {  # Generator's queue grows by 2 a minute; Embedder's stands at 50 (above the floor, not growing)
             "input_series": [
@@ -110,21 +104,14 @@ def cases(descriptions: dict[str, str]) -> list[dict[str, Any]]:
                 series(queued, f'{APP},deployment="Embedder",handle="h1"', "50x60"),
                 series(queued, f'{APP},deployment="Generator",handle="h1"', "0+5x60", namespace=OTHER),
             ],
-            "alert_rule_test": [
-                {"eval_time": "15m", "alertname": "RagserveQueueGrowing", "exp_alerts": []},
-                {
-                    "eval_time": "30m",
-                    "alertname": "RagserveQueueGrowing",
-                    "exp_alerts": [
-                        alert(
-                            "RagserveQueueGrowing",
-                            {"application": "ragserve", "deployment": "Generator", "severity": "warning"},
-                            f"Requests queued for Generator keep growing (60) in {NAMESPACE}.",
-                            descriptions,
-                        )
-                    ],
-                },
-            ],
+            "alert_rule_test": silent_then_firing(
+                "RagserveQueueGrowing",
+                "15m",
+                "30m",
+                {"application": "ragserve", "deployment": "Generator", "severity": "warning"},
+                f"Requests queued for Generator keep growing (60) in {NAMESPACE}.",
+                descriptions["RagserveQueueGrowing"],
+            ),
         },
         {  # 12 requests wait in one model's engines (> 8), 5 in another's
             "input_series": [
@@ -132,21 +119,14 @@ def cases(descriptions: dict[str, str]) -> list[dict[str, Any]]:
                 series("vllm:num_requests_waiting", 'model_name="llama",engine="1"', "5x40"),
                 series("vllm:num_requests_waiting", 'model_name="small",engine="0"', "5x40"),
             ],
-            "alert_rule_test": [
-                {"eval_time": "5m", "alertname": "RagserveGeneratorWaitingHigh", "exp_alerts": []},
-                {
-                    "eval_time": "20m",
-                    "alertname": "RagserveGeneratorWaitingHigh",
-                    "exp_alerts": [
-                        alert(
-                            "RagserveGeneratorWaitingHigh",
-                            {"model_name": "llama", "severity": "warning"},
-                            f"vLLM has 12 requests waiting for llama in {NAMESPACE}.",
-                            descriptions,
-                        )
-                    ],
-                },
-            ],
+            "alert_rule_test": silent_then_firing(
+                "RagserveGeneratorWaitingHigh",
+                "5m",
+                "20m",
+                {"model_name": "llama", "severity": "warning"},
+                f"vLLM has 12 requests waiting for llama in {NAMESPACE}.",
+                descriptions["RagserveGeneratorWaitingHigh"],
+            ),
         },
         {  # Generator: no healthy replica; Embedder: one of two healthy (enough)
             "input_series": [
@@ -154,21 +134,14 @@ def cases(descriptions: dict[str, str]) -> list[dict[str, Any]]:
                 series(healthy, f'{APP},deployment="Embedder",replica="e1"', "1x40"),
                 series(healthy, f'{APP},deployment="Embedder",replica="e2"', "0x40"),
             ],
-            "alert_rule_test": [
-                {"eval_time": "10m", "alertname": "RagserveNoReadyReplicas", "exp_alerts": []},
-                {
-                    "eval_time": "20m",
-                    "alertname": "RagserveNoReadyReplicas",
-                    "exp_alerts": [
-                        alert(
-                            "RagserveNoReadyReplicas",
-                            {"application": "ragserve", "deployment": "Generator", "severity": "critical"},
-                            f"Serve deployment Generator has 0 healthy replicas in {NAMESPACE}.",
-                            descriptions,
-                        )
-                    ],
-                },
-            ],
+            "alert_rule_test": silent_then_firing(
+                "RagserveNoReadyReplicas",
+                "10m",
+                "20m",
+                {"application": "ragserve", "deployment": "Generator", "severity": "critical"},
+                f"Serve deployment Generator has 0 healthy replicas in {NAMESPACE}.",
+                descriptions["RagserveNoReadyReplicas"],
+            ),
         },
     ]
 
@@ -202,8 +175,8 @@ def test_each_alert_fires_after_its_for_and_only_on_its_condition(promtool: str,
 def test_a_wrong_expectation_fails(promtool: str, tmp_path: Path) -> None:
     """The harness can fail: the error-rate case expected at 4 minutes, before its 5-minute `for:` is over."""
     tests = cases(descriptions())[:1]
-    early, firing = tests[0]["alert_rule_test"]
-    early["exp_alerts"] = firing["exp_alerts"]
+    silent, firing = tests[0]["alert_rule_test"]
+    silent["exp_alerts"] = firing["exp_alerts"]
     proc = run_rule_tests(promtool, tmp_path, tests)
     assert proc.returncode != 0
     assert "RagserveHighErrorRate" in proc.stdout + proc.stderr
