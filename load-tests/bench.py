@@ -259,14 +259,13 @@ async def pool_rates(texts: list[str], concurrency: int, rounds: int) -> list[fl
     for _ in range(rounds):
         t0 = time.perf_counter()
         await asyncio.gather(*(one(t) for t in texts))
-        rates.append(round(len(texts) / (time.perf_counter() - t0), 1))
+        rates.append(rate(len(texts), time.perf_counter() - t0))
     return rates
 
 
 async def served(
     home: Path, texts: list[str], n: int, c: int, pool_concurrency: int, embedder_cpus: float
 ) -> dict[str, Any]:
-
     with served_app({"data_dir": str(home)}, PORT) as base:
         replica_threads = torch_threads_in_ray(embedder_cpus)
         [pool] = await pool_rates(texts, pool_concurrency, rounds=1)

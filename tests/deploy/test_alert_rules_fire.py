@@ -165,8 +165,9 @@ def descriptions() -> dict[str, str]:
 
 
 def test_each_alert_fires_after_its_for_and_only_on_its_condition(promtool: str, tmp_path: Path) -> None:
-    tests = cases(descriptions())
-    assert {t["alert_rule_test"][0]["alertname"] for t in tests} == set(descriptions())
+    expected = descriptions()
+    tests = cases(expected)
+    assert {t["alert_rule_test"][0]["alertname"] for t in tests} == set(expected)
     proc = run_rule_tests(promtool, tmp_path, tests)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
