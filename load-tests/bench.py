@@ -183,7 +183,9 @@ def vllm_server_command(cfg: Any) -> list[str]:
 
 
 async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[str, Any]:
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(cfg.generator.cpu_kvcache_space_gib)}
+    from ragserve.environment import process_env
+
+    env = {**os.environ, **process_env(cfg)}
     log = open(RESULTS / "vllm-server.log", "w")  # noqa: SIM115 - closed below
     command = vllm_server_command(cfg)
     print("   ", " ".join(command), flush=True)
@@ -298,9 +300,10 @@ def main() -> None:
     parser.add_argument("--pool-concurrency", type=int, default=64)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+    from ragserve import environment
     from ragserve.config import load_config
+
+    environment.apply(load_config())
     from ragserve.observability.logging import configure_logging
 
     configure_logging(False)
@@ -328,7 +331,7 @@ def main() -> None:
         local = asyncio.run(in_process(home, n, c))
         print("(a, b, c) served app ...", flush=True)
         remote = asyncio.run(
-            served(home, queries, n, c, args.pool_concurrency, cfg.embedder.deployment.num_cpus)
+            served(home, queries, n, c, args.pool_concurrency, cfg.embedder.resources.num_cpus)
         )
         print("(c) raw vLLM OpenAI server ...", flush=True)
         raw = asyncio.run(raw_vllm(cfg, prompts, n, c))
@@ -347,7 +350,7 @@ def main() -> None:
             "raw_best_batch_one_thread_texts_per_s": one_thread,
             "pool_texts_per_s": remote["pool_texts_per_s"],
             "pool_concurrency": args.pool_concurrency,
-            "replica_num_cpus": cfg.embedder.deployment.num_cpus,
+            "replica_num_cpus": cfg.embedder.resources.num_cpus,
             "replica_torch_threads": remote["replica_torch_threads"],
             "ratio_pool_over_raw": round(remote["pool_texts_per_s"] / sweep[best], 3),
         },

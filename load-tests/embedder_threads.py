@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -36,9 +35,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "embedder_threads.json")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+    from ragserve import environment
     from ragserve.config import load_config
+
+    environment.apply(load_config())
     from ragserve.observability.logging import configure_logging
 
     configure_logging(False)
@@ -54,8 +54,11 @@ def main() -> None:
     pool = {}
     try:
         for cpus in (0.25, 2.0):
-            deployment = {"num_cpus": cpus, "max_replicas": 1}
-            with served_app({"data_dir": str(home), "embedder": {"deployment": deployment}}, 8781):
+            embedder = {
+                "resources": {"num_cpus": cpus},
+                "deployment": {"autoscaling_config": {"max_replicas": 1}},
+            }
+            with served_app({"data_dir": str(home), "embedder": embedder}, 8781):
                 pool[cpus] = {
                     "torch_threads": torch_threads_in_ray(cpus),
                     "texts_per_s": asyncio.run(pool_rates(texts, args.concurrency, args.rounds)),

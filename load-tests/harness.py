@@ -31,7 +31,6 @@ def machine() -> str:
 
 def ingest_private(corpus: Path) -> Path:
     """Ingest ``corpus`` into a fresh RAGSERVE_HOME (a subprocess, so the Milvus Lite file is released)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     home = Path(tempfile.mkdtemp(prefix="ragserve-load-"))
     env = {**os.environ, "RAGSERVE_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(corpus)], env=env, check=True)

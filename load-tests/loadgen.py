@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import time
@@ -226,7 +225,6 @@ def main() -> None:
         s: [float(r) for r in args.rates.split(",")] if args.rates else DEFAULT_RATES[s] for s in scenarios
     }
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     home = None if args.url else ingest_private(args.corpus)
     server = nullcontext(args.url) if args.url else served_app({"data_dir": str(home)}, args.port)
     try:

@@ -68,11 +68,11 @@ async def measure(call: Callable[[str], Awaitable[None]], n: int, concurrency: i
 
 
 async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
+    from ragserve import environment
     from ragserve.config import load_config
     from ragserve.embedder.encoder import Encoder
     from ragserve.generator.engine import VLLMGenerator
-    from ragserve.generator.prompt import PromptBuilder
-    from ragserve.rag import RagPipeline, Retriever, local_query_embedder
+    from ragserve.rag import build_pipeline, local_query_embedder
     from ragserve.store.lite_server import LiteServer
     from ragserve.store.milvus import MilvusStore
 
@@ -81,6 +81,7 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     # a Ray worker's torch ignores the OMP_NUM_THREADS Ray sets. Restore the environment we started with.
     saved_env = dict(os.environ)
     cfg = load_config(env={**os.environ, "RAGSERVE_HOME": str(home)})
+    environment.apply(cfg)
     lite = LiteServer(str(cfg.store.uri))  # same gRPC path the served app uses
     store = MilvusStore(cfg.store.model_copy(update={"uri": lite.uri}))
     store.load()
@@ -88,11 +89,10 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
     generator.start()
     try:
-        retriever = Retriever(local_query_embedder(encoder), store)
-        prompt = PromptBuilder(
-            generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len
+        pipeline = build_pipeline(
+            cfg, local_query_embedder(encoder), store, generator, generator.get_tokenizer()
         )
-        pipeline = RagPipeline(retriever, generator, prompt, top_k=3)
+        retriever = pipeline.retriever
 
         async def search(q: str) -> None:
             await retriever.search(q, 3)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from ragserve import environment
+from ragserve.config import load_config
+
+environment.apply(load_config(env={}))  # the local profile's process environment, before any model import
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,13 @@ CORPUS_SUBSET = [
     "reference/disk_index.md",
     "getstarted/quickstart.md",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is an integration test (a conftest's pytestmark marks nothing)."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

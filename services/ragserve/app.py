@@ -1,9 +1,17 @@
 """``build_app(args) -> Application``: the one builder that `ragserve serve`, `serve run` and KubeRay's
 ``serveConfigV2`` (``import_path: ragserve.app:build_app``) use.
 
-``args`` is an AppConfig as a dict (profile defaults and ``RAGSERVE__*`` environment variables of the
-replica's process apply underneath it). The builder owns every deployment option: replicas and autoscaling
-come from each section's ``deployment`` block, GPU placement from the generator's parallelism.
+Who owns what (docs/kubernetes.md, "Who owns which setting"):
+- ``args`` is an AppConfig as a dict (profile defaults and ``RAGSERVE__*`` variables of the replica's process
+  apply underneath it). Serve hashes ``args`` into the application's code version, so any change to them
+  rebuilds the app and restarts every replica: they carry what needs a restart anyway (models, engine
+  arguments, resources) and never a scaling knob.
+- Each section's ``deployment`` block (``ServeOptions``: autoscaling, admission, backpressure, under Serve's
+  own names) is what Serve updates in place. ``serve_config()`` puts it in the ``deployments:`` list, never in
+  ``args``; the builder passes the same block to ``serve.deployment()`` so that ``serve.run(build_app(...))``
+  without a config file behaves the same.
+- The builder derives what follows from the config and is not a knob: resources and placement groups
+  (GPUs from tensor x pipeline parallelism), the replicas' process environment.
 """
 
 from __future__ import annotations
@@ -13,18 +21,15 @@ from typing import Any
 
 from ray import serve
 from ray.serve import Application
-from ray.serve.deployment import Deployment
 
 from ragserve.config import AppConfig, load_config
+from ragserve.environment import process_env
 
 APP_NAME = "ragserve"
 IMPORT_PATH = "ragserve.app:build_app"
-DEPLOYMENT_NAMES = {
-    "embedder": "Embedder",
-    "generator": "Generator",
-    "router": "Router",
-    "lite": "MilvusLite",
-}
+# AppConfig section -> Serve deployment name (the names dashboards and alerts select on).
+DEPLOYMENTS = {"router": "Router", "embedder": "Embedder", "generator": "Generator"}
+LITE_DEPLOYMENT = "MilvusLite"
 
 
 def config_from_args(args: dict[str, Any] | None) -> AppConfig:
@@ -32,50 +37,28 @@ def config_from_args(args: dict[str, Any] | None) -> AppConfig:
     return load_config(profile=args.get("profile"), overrides=args)
 
 
-def runtime_env(cfg: AppConfig) -> dict[str, Any]:
-    """Environment every replica needs before it imports transformers / vLLM."""
-    env = {
-        "TOKENIZERS_PARALLELISM": "false",
-        "VLLM_CPU_KVCACHE_SPACE": str(cfg.generator.cpu_kvcache_space_gib),
-    }
-    if cfg.hf_offline:
-        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return env
+def serve_options(cfg: AppConfig, section: str) -> dict[str, Any]:
+    """The in-place-updatable Serve options of one deployment: its ``deployment`` block, verbatim."""
+    return getattr(cfg, section).deployment.model_dump(mode="json")
 
 
-def deployment_options(cfg: AppConfig) -> dict[str, dict[str, Any]]:
-    """Serve options per deployment, from config only (also emitted by `ragserve serve-config`)."""
+def actor_options(cfg: AppConfig, section: str) -> dict[str, Any]:
+    """What the builder derives: resources, placement, the replica's environment."""
     from ragserve.generator.deployment import placement
 
-    def common(section: Any) -> dict[str, Any]:
-        d = section.deployment
-        return {
-            "autoscaling_config": d.autoscaling_config(),
-            "max_ongoing_requests": d.max_ongoing_requests,
-            "max_queued_requests": d.max_queued_requests,
-            "backpressure_config": {"status_code": 503, "retry_after_s": d.retry_after_s},
-        }
-
-    env = {"env_vars": runtime_env(cfg)}
-    embedder = {
-        **common(cfg.embedder),
-        "ray_actor_options": {
-            "num_cpus": cfg.embedder.deployment.num_cpus,
-            "num_gpus": cfg.embedder.deployment.num_gpus,
-            "runtime_env": env,
-        },
-    }
-    generator = {**common(cfg.generator), **placement(cfg.generator)}
-    generator["ray_actor_options"] = {**generator["ray_actor_options"], "runtime_env": env}
-    router = {
-        **common(cfg.router),
-        "ray_actor_options": {"num_cpus": cfg.router.deployment.num_cpus, "runtime_env": env},
-    }
-    return {"embedder": embedder, "generator": generator, "router": router}
+    runtime_env = {"env_vars": process_env(cfg)}
+    if section == "generator":
+        opts = placement(cfg.generator)
+    else:
+        res = getattr(cfg, section).resources
+        opts = {"ray_actor_options": {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus}}
+    opts["ray_actor_options"] = {**opts["ray_actor_options"], "runtime_env": runtime_env}
+    return opts
 
 
-def _deployment(cls: type, key: str, options: dict[str, Any]) -> Deployment:
-    return serve.deployment(name=DEPLOYMENT_NAMES[key], **options)(cls)
+def _deployment(cls: type, cfg: AppConfig, section: str) -> Any:
+    options = {**serve_options(cfg, section), **actor_options(cfg, section)}
+    return serve.deployment(name=DEPLOYMENTS[section], **options)(cls)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -89,44 +72,37 @@ def build_app_from_config(cfg: AppConfig) -> Application:
     from ragserve.router.deployment import RouterDeployment
     from ragserve.store.lite_server import MilvusLiteServerDeployment
 
-    opts = deployment_options(cfg)
-    embedder = _deployment(EmbedderDeployment, "embedder", opts["embedder"]).bind(cfg.embedder)
-    generator = _deployment(GeneratorDeployment, "generator", opts["generator"]).bind(
-        cfg.generator, str(cfg.cache_dir)
-    )
+    embedder = _deployment(EmbedderDeployment, cfg, "embedder").bind(cfg.embedder)
+    generator = _deployment(GeneratorDeployment, cfg, "generator").bind(cfg.generator, str(cfg.cache_dir))
     lite = None
     if cfg.store.is_lite:  # one owner of the file; the cluster path (a URI) needs no such deployment
         assert cfg.store.uri is not None
-        lite_opts = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25}}
-        lite = _deployment(MilvusLiteServerDeployment, "lite", lite_opts).bind(
-            os.path.expanduser(cfg.store.uri)
-        )
-    router = _deployment(RouterDeployment, "router", opts["router"])
-    return router.bind(cfg, embedder, generator, lite)
+        lite = serve.deployment(name=LITE_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0.25})(
+            MilvusLiteServerDeployment
+        ).bind(os.path.expanduser(cfg.store.uri))
+    return _deployment(RouterDeployment, cfg, "router").bind(cfg, embedder, generator, lite)
+
+
+def app_args(cfg: AppConfig) -> dict[str, Any]:
+    """``args`` of the Serve application: the config without deployment blocks and without secrets (the
+    token reaches replicas as RAGSERVE__STORE__TOKEN from a Kubernetes Secret)."""
+    exclude: dict[str, Any] = {section: {"deployment"} for section in DEPLOYMENTS}
+    exclude["store"] = {"token"}
+    return cfg.model_dump(mode="json", exclude=exclude)
 
 
 def serve_config(cfg: AppConfig) -> dict[str, Any]:
-    """The `applications:` document a RayService's serveConfigV2 (or `serve run FILE`) takes.
-
-    Secrets are left out: the token reaches replicas as RAGSERVE__STORE__TOKEN from a Kubernetes Secret.
-    """
-    args = cfg.model_dump(mode="json", exclude={"store": {"token"}})
-    opts = deployment_options(cfg)
-    deployments = []
-    for key in ("router", "embedder", "generator"):
-        entry = {
-            "name": DEPLOYMENT_NAMES[key],
-            **{k: v for k, v in opts[key].items() if k != "ray_actor_options"},
-        }
-        deployments.append(entry)
+    """The `applications:` document a RayService's serveConfigV2 (or `serve deploy FILE`) takes."""
     return {
         "applications": [
             {
                 "name": APP_NAME,
                 "route_prefix": cfg.router.route_prefix,
                 "import_path": IMPORT_PATH,
-                "args": args,
-                "deployments": deployments,
+                "args": app_args(cfg),
+                "deployments": [
+                    {"name": name, **serve_options(cfg, section)} for section, name in DEPLOYMENTS.items()
+                ],
             }
         ]
     }

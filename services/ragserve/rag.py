@@ -1,7 +1,8 @@
 """The RAG request path: embed -> search -> prompt -> generate, streamed as events with per-stage timings.
 
 The same code runs in-process (the CLI: a local Encoder and VLLMGenerator) and in the Ray Serve router
-(the embedder and generator are deployment handles behind the same small interfaces).
+(the embedder and generator are deployment handles behind the same small interfaces); ``build_pipeline``
+is the one place that wires it, for every caller.
 """
 
 from __future__ import annotations
@@ -14,27 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from ragserve.config import SamplingConfig
+from ragserve.config import AppConfig, SamplingConfig
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
+from ragserve.limits import check_question, check_top_k
 from ragserve.observability import metrics
+from ragserve.store.filters import Filter
 from ragserve.store.milvus import Hit, MilvusStore
 
-MAX_QUESTION_CHARS = 8000
 QueryEmbedder = Callable[[list[str]], Awaitable[np.ndarray]]
 
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
-
-
-def validate_question(text: str, field_name: str = "question") -> str:
-    text = text.strip() if isinstance(text, str) else ""
-    if not text:
-        raise ValueError(f"{field_name}: must not be empty")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise ValueError(f"{field_name}: at most {MAX_QUESTION_CHARS} characters (got {len(text)})")
-    return text
 
 
 def local_query_embedder(encoder: Any) -> QueryEmbedder:
@@ -103,16 +96,15 @@ class Retriever:
         self.embed_queries = embed_queries
         self.store = store
 
-    async def search(self, query: str, top_k: int, expr: str = "") -> SearchResult:
-        query = validate_question(query, "query")
-        if not 1 <= top_k <= 1000:
-            raise ValueError(f"top_k: must be between 1 and 1000 (got {top_k})")
+    async def search(self, query: str, top_k: int, where: Filter | None = None) -> SearchResult:
+        query = check_question(query, "query")
+        check_top_k(top_k)
         t0 = time.perf_counter()
         vector = await self.embed_queries([query])
         embed_ms = _ms(t0)
         t1 = time.perf_counter()
         # pymilvus is synchronous: keep the event loop free for other requests.
-        hits = (await asyncio.to_thread(self.store.search, vector, top_k, expr))[0]
+        hits = (await asyncio.to_thread(self.store.search, vector, top_k, where))[0]
         timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
         metrics.observe_stages(timings, ("embed", "search"))
         metrics.RETRIEVED_CHUNKS.observe(len(hits))
@@ -131,14 +123,14 @@ class RagPipeline:
         question: str,
         sampling: SamplingConfig,
         top_k: int | None = None,
-        expr: str = "",
+        where: Filter | None = None,
         history: Sequence[dict[str, str]] = (),
         request_id: str | None = None,
     ) -> AsyncIterator[Event]:
         """Yield Retrieved, a Delta per generated piece, then Done; bad input raises before any event."""
         started = time.perf_counter()
-        question = validate_question(question)
-        found = await self.retriever.search(question, top_k or self.top_k, expr)
+        question = check_question(question)
+        found = await self.retriever.search(question, top_k or self.top_k, where)
         t_prompt = time.perf_counter()
         built = self.prompt.build(question, found.hits, sampling.max_tokens, history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
@@ -169,13 +161,13 @@ class RagPipeline:
         question: str,
         sampling: SamplingConfig,
         top_k: int | None = None,
-        expr: str = "",
+        where: Filter | None = None,
         history: Sequence[dict[str, str]] = (),
         request_id: str | None = None,
     ) -> tuple[Retrieved, AsyncIterator[Event]]:
         """Run retrieval and prompt building now (bad input fails here, before any stream starts);
         return what was retrieved and the remaining generation events."""
-        events = self.stream(question, sampling, top_k, expr, history, request_id)
+        events = self.stream(question, sampling, top_k, where, history, request_id)
         retrieved = await anext(events)
         assert isinstance(retrieved, Retrieved)
         return retrieved, events
@@ -185,14 +177,29 @@ class RagPipeline:
         question: str,
         sampling: SamplingConfig,
         top_k: int | None = None,
-        expr: str = "",
+        where: Filter | None = None,
         history: Sequence[dict[str, str]] = (),
     ) -> Answer:
-        retrieved, events = await self.start(question, sampling, top_k, expr, history)
+        retrieved, events = await self.start(question, sampling, top_k, where, history)
         text, done = await collect(events)
         return Answer(
             text, retrieved.hits, done.usage, done.timings, done.finish_reason, retrieved.contexts_dropped
         )
+
+
+def build_pipeline(
+    cfg: AppConfig,
+    embed_queries: QueryEmbedder,
+    store: MilvusStore,
+    generator: TextGenerator,
+    tokenizer: Any,
+) -> RagPipeline:
+    """The RAG pipeline from config and its parts: the CLI, the router and the load tests all call this.
+
+    ``embed_queries`` is ``local_query_embedder(Encoder)`` in-process or the embedder pool's adapter in the
+    router; ``tokenizer`` is the generator model's (prompts are built and trimmed in token ids)."""
+    prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+    return RagPipeline(Retriever(embed_queries, store), generator, prompt, cfg.prompt.top_k)
 
 
 async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:

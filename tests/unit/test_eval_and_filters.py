@@ -32,10 +32,22 @@ def test_eval_file_errors_name_the_line(tmp_path: Path) -> None:
 
 
 def test_filter_values_are_quoted_not_injected() -> None:
-    expr = filters.source_in(['a.md" or source != "'])
-    assert expr == 'source in ["a.md\\" or source != \\""]'
+    expr = filters.compile_filter(filters.Filter(('a.md" or source != "',)))
+    assert expr == '(source in ["a.md\\" or source != \\""])'
     assert filters.stale_chunks("a\\b.md", "h") == 'source == "a\\\\b.md" and doc_hash != "h"'
-    with pytest.raises(ValueError, match="control"):
-        filters.quote("a\nb")
-    with pytest.raises(ValueError):
-        filters.source_in([])
+    with pytest.raises(ValueError, match="sources: control"):
+        filters.Filter(("a\nb",))
+    with pytest.raises(ValueError, match="source_prefix: control"):
+        filters.Filter(source_prefix="docs\x00")
+    with pytest.raises(ValueError, match="at least one"):
+        filters.Filter.of_sources([])
+
+
+def test_filters_compile_to_one_expression_with_like_escaped() -> None:
+    both = filters.Filter(("a.md", "b.md"), source_prefix="user_guide/50%")
+    assert filters.compile_filter(both) == (
+        '(source in ["a.md", "b.md"]) and (source like "user\\_guide/50\\%%")'
+    )
+    assert filters.compile_filter(None) == "" and filters.compile_filter(filters.Filter()) == ""
+    with pytest.raises(ValueError, match="at most 100"):
+        filters.Filter(tuple(f"s{i}" for i in range(101)))

@@ -26,7 +26,7 @@ from ragserve.generator.engine import GenerationDelta, GeneratorError, VLLMGener
 def placement(cfg: GeneratorConfig) -> dict[str, Any]:
     """Serve options for one replica. One GPU bundle per TP x PP rank; STRICT_PACK keeps a TP group on one
     node (PACK when pipeline stages may span nodes). The replica actor itself sits in bundle 0."""
-    cpus = cfg.deployment.num_cpus
+    cpus = cfg.resources.num_cpus
     gpus = cfg.gpus_per_replica
     if gpus <= 1:
         return {"ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}}

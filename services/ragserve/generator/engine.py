@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -106,11 +105,9 @@ class VLLMGenerator:
         if self._engine is not None:
             return
         from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        if current_platform.is_cpu():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.cpu_kvcache_space_gib))
+        # The process environment (VLLM_CPU_KVCACHE_SPACE, offline mode) is set by ragserve.environment.
         log.info("starting vLLM engine for %s", self.model_path)
         self._engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(**engine_kwargs(self.cfg, self.model_path)), stat_loggers=_stat_loggers()

@@ -21,9 +21,9 @@ from urllib.parse import quote as url_quote
 from ragserve.config import IngestConfig
 from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import RecursiveSplitter
-from ragserve.ingest.loaders import Document, LoaderError, load_document
+from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document
 from ragserve.observability import metrics
-from ragserve.store import filters
+from ragserve.store.filters import Filter
 from ragserve.store.milvus import ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,15 @@ class PreparedFile:
             )
             for i, text in enumerate(self.chunks)
         ]
+
+
+@dataclass(frozen=True)
+class TextDocument:
+    """A document that arrives as text (the HTTP API) rather than as a file."""
+
+    source: str
+    text: str
+    title: str | None = None
 
 
 @dataclass
@@ -222,12 +231,31 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_documents(self, prepared: Sequence[PreparedFile]) -> IngestReport:
-        """Idempotent write of in-memory documents (the HTTP API); only their own sources are compared."""
+    def ingest_texts(self, docs: Sequence[TextDocument]) -> IngestReport:
+        """Idempotent write of documents sent as text (POST /v1/documents): cleaned, chunked and hashed
+        exactly like files. Raises ValueError naming ``documents.N.field`` before anything is written."""
+        sources = [d.source for d in docs]
+        if len(set(sources)) != len(sources):
+            raise ValueError("documents: each document source must be unique in a request")
+        prepared = []
+        for i, doc in enumerate(docs):
+            text = clean_text(doc.text)
+            if not text:
+                raise ValueError(f"documents.{i}.text: document text is empty")
+            try:
+                prepared.append(
+                    prepare_text(Document(text, doc.title or doc.source), doc.source, self.cfg, self.splitter)
+                )
+            except LoaderError as err:
+                raise ValueError(f"documents.{i}.text: {err}") from None
+        return self._ingest_prepared(prepared)
+
+    def _ingest_prepared(self, prepared: Sequence[PreparedFile]) -> IngestReport:
+        """Idempotent write of in-memory documents; only their own sources are compared."""
         started = time.perf_counter()
         report = IngestReport(files=len(prepared))
         self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
-        existing = self.store.document_index(filters.source_in([f.source for f in prepared]))
+        existing = self.store.document_index(Filter.of_sources(f.source for f in prepared))
         self._apply(make_plan(prepared, existing, prune=False), report, None)
         report.seconds = time.perf_counter() - started
         return report
@@ -237,7 +265,7 @@ class Ingestor:
         self._write(plan, report, progress)
         for source in plan.prune:
             report.chunks_deleted += sum(plan.existing[source].values())
-            self.store.delete(filters.source_in([source]))
+            self.store.delete(Filter.of_sources([source]))
             report.sources_pruned += 1
 
     def _write(self, plan: IngestPlan, report: IngestReport, progress: Progress | None) -> None:
@@ -252,7 +280,7 @@ class Ingestor:
                 old = plan.existing.get(f.source, {})
                 stale = sum(n for h, n in old.items() if h != f.doc_hash)
                 if stale:
-                    self.store.delete(filters.stale_chunks(f.source, f.doc_hash))
+                    self.store.delete_stale(f.source, f.doc_hash)
                 report.chunks_deleted += stale
                 if old:
                     report.chunks_updated += len(f.chunks)

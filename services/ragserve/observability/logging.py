@@ -22,7 +22,6 @@ def configure_logging(verbose: bool = False) -> None:
     """Call before the first import of transformers / vLLM: some settings are read at import time."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
     os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"  # stdout carries results (--json)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

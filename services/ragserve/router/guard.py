@@ -74,15 +74,6 @@ class GuardSettings:
         return match
 
 
-# One per process, replaced by the router replica's constructor through configure().
-SETTINGS = GuardSettings()
-
-
-def configure(settings: GuardSettings) -> None:
-    global SETTINGS
-    SETTINGS = settings
-
-
 def _presented_key(scope: Scope) -> str | None:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     auth = headers.get("authorization", "")
@@ -105,13 +96,11 @@ async def _reject(
 
 
 class GuardMiddleware:
-    def __init__(self, app: ASGIApp, settings: GuardSettings | None = None):
-        self.app = app
-        self._settings = settings
+    """Settings are passed in by the app factory (router/api.py): one object per router replica."""
 
-    @property
-    def settings(self) -> GuardSettings:
-        return self._settings or SETTINGS
+    def __init__(self, app: ASGIApp, settings: GuardSettings):
+        self.app = app
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").rstrip("/") in OPEN_PATHS:

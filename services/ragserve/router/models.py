@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ragserve.store import filters
-
-MAX_QUESTION = 8000
-MAX_SOURCES_IN_FILTER = 100
+from ragserve import limits
+from ragserve.store.filters import Filter as StoreFilter
 
 
 class _Strict(BaseModel):
@@ -17,53 +15,55 @@ class _Strict(BaseModel):
 
 
 class Filter(_Strict):
-    """Structured metadata filter; the server builds the Milvus expression (no raw expressions accepted)."""
+    """Structured metadata filter; the store compiles it to Milvus' language (no raw expressions accepted)."""
 
     sources: list[str] | None = Field(
-        None, min_length=1, max_length=MAX_SOURCES_IN_FILTER, description="Only chunks from these sources."
+        None,
+        min_length=1,
+        max_length=limits.MAX_FILTER_SOURCES,
+        description="Only chunks from these sources.",
     )
     source_prefix: str | None = Field(
-        None, min_length=1, max_length=1024, description="Only sources starting with this folder/URL prefix."
+        None,
+        min_length=1,
+        max_length=limits.MAX_SOURCE_CHARS,
+        description="Only sources starting with this folder/URL prefix.",
     )
 
-    @field_validator("sources")
-    @classmethod
-    def _check_sources(cls, v: list[str] | None) -> list[str] | None:
-        for s in v or []:
-            if not s or len(s) > 1024:
-                raise ValueError("each source must be 1..1024 characters")
-            filters.quote(s)  # rejects control characters
-        return v
+    @model_validator(mode="after")
+    def _check_values(self) -> Filter:
+        self.to_store()  # the store's own checks (lengths, control characters), reported as 422
+        return self
 
-    def expression(self) -> str:
-        return filters.all_of(
-            filters.source_in(self.sources) if self.sources else None,
-            filters.source_prefix(self.source_prefix) if self.source_prefix else None,
-        )
+    def to_store(self) -> StoreFilter:
+        return StoreFilter(tuple(self.sources or ()), self.source_prefix)
 
 
-def filter_expression(f: Filter | None) -> str:
-    """The Milvus expression of an optional request filter ('' = no filter)."""
-    return f.expression() if f else ""
+def store_filter(f: Filter | None) -> StoreFilter | None:
+    return f.to_store() if f else None
 
 
 class Sampling(_Strict):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1, le=32768)
+    max_tokens: int | None = Field(None, ge=1, le=limits.MAX_NEW_TOKENS)
 
 
 class QueryRequest(_Strict):
-    question: str = Field(..., min_length=1, max_length=MAX_QUESTION, description="The user's question.")
-    top_k: int | None = Field(None, ge=1, le=1000, description="Chunks to retrieve (default from config).")
+    question: str = Field(
+        ..., min_length=1, max_length=limits.MAX_QUESTION_CHARS, description="The user's question."
+    )
+    top_k: int | None = Field(
+        None, ge=1, le=limits.MAX_TOP_K, description="Chunks to retrieve (default from config)."
+    )
     filter: Filter | None = None
     stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
     sampling: Sampling | None = None
 
 
 class SearchRequest(_Strict):
-    query: str = Field(..., min_length=1, max_length=MAX_QUESTION)
-    top_k: int | None = Field(None, ge=1, le=1000)
+    query: str = Field(..., min_length=1, max_length=limits.MAX_QUESTION_CHARS)
+    top_k: int | None = Field(None, ge=1, le=limits.MAX_TOP_K)
     filter: Filter | None = None
 
 
@@ -97,13 +97,17 @@ class SearchResponse(BaseModel):
 
 
 class DocumentIn(_Strict):
-    source: str = Field(..., min_length=1, max_length=1024, description="Unique id/path of the document.")
-    text: str = Field(..., min_length=1, max_length=5_000_000, description="Plain text or Markdown.")
-    title: str | None = Field(None, max_length=1000)
+    source: str = Field(
+        ..., min_length=1, max_length=limits.MAX_SOURCE_CHARS, description="Unique id/path of the document."
+    )
+    text: str = Field(
+        ..., min_length=1, max_length=limits.MAX_DOCUMENT_CHARS, description="Plain text or Markdown."
+    )
+    title: str | None = Field(None, max_length=limits.MAX_TITLE_CHARS)
 
 
 class DocumentsRequest(_Strict):
-    documents: list[DocumentIn] = Field(..., min_length=1, max_length=1000)
+    documents: list[DocumentIn] = Field(..., min_length=1, max_length=limits.MAX_DOCUMENTS)
 
 
 # ---- OpenAI-compatible chat ----------------------------------------------------------------------------
@@ -133,15 +137,17 @@ class ChatRequest(BaseModel):
     # The official client sends fields we do not use (user, metadata, ...): accept and ignore them.
     model_config = ConfigDict(extra="allow")
     model: str | None = Field(None, max_length=256)
-    messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=limits.MAX_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
+    max_tokens: int | None = Field(None, ge=1, le=limits.MAX_NEW_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=limits.MAX_NEW_TOKENS)
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
-    top_k: int | None = Field(None, ge=1, le=1000, description="ragserve extension: chunks to retrieve.")
+    top_k: int | None = Field(
+        None, ge=1, le=limits.MAX_TOP_K, description="ragserve extension: chunks to retrieve."
+    )
     filter: Filter | None = Field(None, description="ragserve extension: metadata filter.")
 
 

@@ -6,37 +6,22 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
-
 from ragserve.config import AppConfig, SamplingConfig
-from ragserve.generator.engine import TextGenerator
-from ragserve.generator.prompt import PromptBuilder
-from ragserve.ingest.loaders import Document, clean_text
-from ragserve.ingest.pipeline import Ingestor, IngestReport, prepare_text
-from ragserve.rag import (
-    Delta,
-    Done,
-    Event,
-    RagPipeline,
-    Retrieved,
-    Retriever,
-    SearchResult,
-    collect,
-    hit_dict,
-)
+from ragserve.ingest.pipeline import Ingestor, IngestReport, TextDocument
+from ragserve.limits import check_top_k
+from ragserve.rag import Delta, Done, Event, RagPipeline, Retrieved, SearchResult, collect, hit_dict
 from ragserve.router.models import (
     ChatRequest,
     DocumentsRequest,
     QueryRequest,
     Sampling,
     SearchRequest,
-    filter_expression,
+    store_filter,
 )
-from ragserve.store import filters
-from ragserve.store.milvus import MilvusStore
+from ragserve.store.filters import Filter
 
 
 class ApiError(Exception):
@@ -57,36 +42,6 @@ class ApiError(Exception):
         )
 
 
-class RemoteEmbedder:
-    """Embedder pool behind a handle: async batched queries for requests, sync batches for ingestion."""
-
-    def __init__(self, handle: Any, model_name: str, dim: int):
-        self.handle = handle
-        self.model_name = model_name
-        self.dim = dim
-
-    async def embed_queries(self, texts: list[str]) -> np.ndarray:
-        vectors = await asyncio.gather(*(self._embed_one(t) for t in texts))
-        return np.stack(vectors).astype(np.float32, copy=False)
-
-    async def _embed_one(self, text: str, attempts: int = 4) -> np.ndarray:
-        """Embedding is idempotent: a call lost with a dying replica is retried on another one."""
-        from ray.exceptions import RayActorError
-
-        for attempt in range(attempts):
-            try:
-                return await self.handle.embed_query.remote(text)
-            except RayActorError:
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        # Called from a worker thread (ingestion runs off the event loop), where blocking is fine.
-        return np.asarray(self.handle.embed_documents.remote(list(texts)).result(), dtype=np.float32)
-
-
 def stream_error(err: Exception) -> dict[str, Any]:
     return {
         "error": {
@@ -105,30 +60,22 @@ class RagService:
     def __init__(
         self,
         cfg: AppConfig,
-        embedder: RemoteEmbedder,
-        store: MilvusStore,
-        generator: TextGenerator,
-        prompt: PromptBuilder,
+        pipeline: RagPipeline,
+        ingestor: Ingestor,
         checks: dict[str, Any] | None = None,
     ):
         self.cfg = cfg
-        self.embedder = embedder
-        self.store = store
-        self.generator = generator
-        self.retriever = Retriever(embedder.embed_queries, store)
-        self.pipeline = RagPipeline(self.retriever, generator, prompt, cfg.prompt.top_k)
-        self.ingestor = Ingestor(embedder, store, cfg.ingest)
+        self.pipeline = pipeline
+        self.retriever = pipeline.retriever
+        self.store = pipeline.retriever.store
+        self.generator = pipeline.generator
+        self.ingestor = ingestor
         self.checks = checks or {}
         self.created = int(time.time())
 
     # ---- helpers --------------------------------------------------------------------------------------
     def _top_k(self, requested: int | None) -> int:
-        top_k = requested or self.cfg.prompt.top_k
-        if top_k > self.cfg.router.max_top_k:
-            raise ApiError(
-                422, "invalid_request_error", f"top_k must be at most {self.cfg.router.max_top_k}", "top_k"
-            )
-        return top_k
+        return check_top_k(requested or self.cfg.prompt.top_k, self.cfg.router.max_top_k)
 
     def _sampling(
         self, temperature: float | None, top_p: float | None, max_tokens: int | None
@@ -151,8 +98,8 @@ class RagService:
 
     # ---- retrieval ------------------------------------------------------------------------------------
     async def search(self, req: SearchRequest) -> dict[str, Any]:
-        expr = filter_expression(req.filter)
-        result: SearchResult = await self.retriever.search(req.query, self._top_k(req.top_k), expr)
+        where = store_filter(req.filter)
+        result: SearchResult = await self.retriever.search(req.query, self._top_k(req.top_k), where)
         return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
 
     # ---- RAG query ------------------------------------------------------------------------------------
@@ -161,18 +108,17 @@ class RagService:
         question: str,
         sampling: SamplingConfig,
         top_k: int | None,
-        expr: str,
+        where: Filter | None,
         history: list[dict[str, str]],
     ) -> tuple[Retrieved, AsyncIterator[Event]]:
         return await self.pipeline.start(
-            question, sampling, self._top_k(top_k), expr, history, uuid.uuid4().hex
+            question, sampling, self._top_k(top_k), where, history, uuid.uuid4().hex
         )
 
     async def _start_request(self, req: QueryRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
         s = req.sampling or Sampling()
         sampling = self._sampling(s.temperature, s.top_p, s.max_tokens)
-        expr = filter_expression(req.filter)
-        return await self.start_query(req.question, sampling, req.top_k, expr, [])
+        return await self.start_query(req.question, sampling, req.top_k, store_filter(req.filter), [])
 
     async def query(self, req: QueryRequest) -> dict[str, Any]:
         retrieved, events = await self._start_request(req)
@@ -210,7 +156,9 @@ class RagService:
         yield sse("[DONE]")
 
     # ---- OpenAI-compatible chat ----------------------------------------------------------------------
-    def _chat_inputs(self, req: ChatRequest) -> tuple[str, list[dict[str, str]], SamplingConfig, str]:
+    def _chat_inputs(
+        self, req: ChatRequest
+    ) -> tuple[str, list[dict[str, str]], SamplingConfig, Filter | None]:
         if req.model and req.model != self.generator.model_name:
             raise ApiError(404, "model_not_found", f"model {req.model!r} is not served here", "model")
         users = [i for i, m in enumerate(req.messages) if m.role == "user" and m.text().strip()]
@@ -232,11 +180,11 @@ class RagService:
             history.insert(0, {"role": "user", "content": f"Operator instructions: {operator}"})
             history.insert(1, {"role": "assistant", "content": "Understood."})
         sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
-        return question, history, sampling, filter_expression(req.filter)
+        return question, history, sampling, store_filter(req.filter)
 
     async def chat(self, req: ChatRequest) -> dict[str, Any]:
-        question, history, sampling, expr = self._chat_inputs(req)
-        retrieved, events = await self.start_query(question, sampling, req.top_k, expr, history)
+        question, history, sampling, where = self._chat_inputs(req)
+        retrieved, events = await self.start_query(question, sampling, req.top_k, where, history)
         text, done = await collect(events)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -257,8 +205,8 @@ class RagService:
         }
 
     async def chat_events(self, req: ChatRequest) -> AsyncIterator[str]:
-        question, history, sampling, expr = self._chat_inputs(req)
-        retrieved, events = await self.start_query(question, sampling, req.top_k, expr, history)
+        question, history, sampling, where = self._chat_inputs(req)
+        retrieved, events = await self.start_query(question, sampling, req.top_k, where, history)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return self._chat_sse(retrieved, events, include_usage)
 
@@ -306,33 +254,16 @@ class RagService:
 
     # ---- documents ------------------------------------------------------------------------------------
     async def add_documents(self, req: DocumentsRequest) -> dict[str, Any]:
-        sources = [d.source for d in req.documents]
-        if len(set(sources)) != len(sources):
-            raise ApiError(
-                422, "invalid_request_error", "each document source must be unique in a request", "documents"
-            )
-        prepared = []
-        for i, doc in enumerate(req.documents):
-            text = clean_text(doc.text)
-            if not text:
-                raise ApiError(422, "invalid_request_error", "document text is empty", f"documents.{i}.text")
-            prepared.append(
-                prepare_text(
-                    Document(text, doc.title or doc.source),
-                    doc.source,
-                    self.cfg.ingest,
-                    self.ingestor.splitter,
-                )
-            )
-        report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_documents, prepared)
+        docs = [TextDocument(d.source, d.text, d.title) for d in req.documents]
+        report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_texts, docs)
         return report.as_dict()
 
     async def delete_document(self, source: str) -> dict[str, Any]:
-        expr = filters.source_in([source])
-        count = await asyncio.to_thread(self.store.count, expr)
+        where = Filter.of_sources([source])
+        count = await asyncio.to_thread(self.store.count, where)
         if count == 0:
             raise ApiError(404, "not_found", f"no chunks stored for source {source!r}", "source")
-        await asyncio.to_thread(self.store.delete, expr)
+        await asyncio.to_thread(self.store.delete, where)
         return {"source": source, "deleted_chunks": count}
 
     async def stats(self) -> dict[str, Any]:

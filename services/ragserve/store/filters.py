@@ -1,34 +1,74 @@
-"""Milvus boolean expressions built from structured values only (never from raw client text)."""
+"""Structured filters, compiled to Milvus boolean expressions here and nowhere else.
+
+Callers (the HTTP API, the CLI, ingestion) build a ``Filter`` from typed values; only the store turns it into
+Milvus' expression language, quoting every value. No raw expression ever crosses a layer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ragserve.limits import MAX_FILTER_SOURCES, MAX_SOURCE_CHARS
+
+
+def _check_value(value: str, what: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_SOURCE_CHARS:
+        raise ValueError(f"{what}: each value must be 1..{MAX_SOURCE_CHARS} characters")
+    if any(ord(c) < 32 and c != "\t" for c in value):
+        raise ValueError(f"{what}: control characters are not allowed in filter values")
+    return value
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Chunks whose source is one of ``sources`` and/or starts with ``source_prefix`` (both: and)."""
+
+    sources: tuple[str, ...] = ()
+    source_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if len(self.sources) > MAX_FILTER_SOURCES:
+            raise ValueError(f"sources: at most {MAX_FILTER_SOURCES} (got {len(self.sources)})")
+        for s in self.sources:
+            _check_value(s, "sources")
+        if self.source_prefix is not None:
+            _check_value(self.source_prefix, "source_prefix")
+
+    @classmethod
+    def of_sources(cls, sources: Iterable[str]) -> Filter:
+        found = tuple(sources)
+        if not found:
+            raise ValueError("sources: at least one source is required")
+        return cls(sources=found)
 
 
 def quote(value: str) -> str:
-    """A Milvus string literal: backslashes and double quotes escaped, control characters rejected."""
-    if any(ord(c) < 32 and c not in "\t" for c in value):
-        raise ValueError("control characters are not allowed in filter values")
+    """A Milvus string literal: backslashes and double quotes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def source_in(sources: Sequence[str]) -> str:
-    if not sources:
-        raise ValueError("at least one source is required")
-    return f"source in [{', '.join(quote(s) for s in sources)}]"
-
-
-def source_prefix(prefix: str) -> str:
-    """Sources under a folder or URL prefix (``like`` with % and _ escaped)."""
+def _like_prefix(prefix: str) -> str:
+    """``like`` pattern for a literal prefix: %, _ and quotes escaped."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\"')
     return f'source like "{escaped}%"'
+
+
+def _all_of(*exprs: str | None) -> str:
+    return " and ".join(f"({e})" for e in exprs if e)
+
+
+def compile_filter(f: Filter | None) -> str:
+    """The Milvus expression of a filter ('' = everything)."""
+    if f is None:
+        return ""
+    return _all_of(
+        f"source in [{', '.join(quote(s) for s in f.sources)}]" if f.sources else None,
+        _like_prefix(f.source_prefix) if f.source_prefix is not None else None,
+    )
 
 
 def stale_chunks(source: str, keep_hash: str) -> str:
     """Chunks of ``source`` written from any other version of the document than ``keep_hash``."""
     return f"source == {quote(source)} and doc_hash != {quote(keep_hash)}"
-
-
-def all_of(*exprs: str | None) -> str:
-    parts = [f"({e})" for e in exprs if e]
-    return " and ".join(parts)

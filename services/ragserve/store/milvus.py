@@ -14,7 +14,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from ragserve.config import StoreConfig
-from ragserve.store import filters
+from ragserve.store.filters import Filter, compile_filter, stale_chunks
 
 log = logging.getLogger(__name__)
 
@@ -224,19 +224,30 @@ class MilvusStore:
             written += int(res.get("upsert_count", len(batch)))
         return written
 
-    def delete(self, expr: str) -> int:
+    def delete(self, where: Filter) -> int:
+        """Delete the chunks ``where`` selects (a filter is required: never the whole collection)."""
+        expr = compile_filter(where)
+        if not expr:
+            raise ValueError("delete needs a non-empty filter")
+        return self._delete(expr)
+
+    def delete_stale(self, source: str, keep_hash: str) -> int:
+        """Delete the chunks of ``source`` written from any version other than ``keep_hash``."""
+        return self._delete(stale_chunks(source, keep_hash))
+
+    def _delete(self, expr: str) -> int:
         res = self._rpc(
             "delete", self.client.delete, self.collection, filter=expr, timeout=self.cfg.timeout_s
         )
         count = res.get("delete_count", 0) if isinstance(res, dict) else len(res)
         return int(count)
 
-    def count(self, expr: str) -> int:
+    def count(self, where: Filter | None = None) -> int:
         rows = self._rpc(
             "count",
             self.client.query,
             self.collection,
-            filter=expr,
+            filter=compile_filter(where),
             output_fields=["count(*)"],
             consistency_level=self.cfg.consistency_level,
             timeout=self.cfg.timeout_s,
@@ -244,10 +255,10 @@ class MilvusStore:
         return int(rows[0]["count(*)"]) if rows else 0
 
     # ---- reads --------------------------------------------------------------------------------------
-    def document_index(self, expr: str = "") -> dict[str, dict[str, int]]:
+    def document_index(self, where: Filter | None = None) -> dict[str, dict[str, int]]:
         """source -> {doc_hash: chunk count}: what ingestion compares against to skip unchanged files."""
         index: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for row in self._iterate(["source", "doc_hash"], expr):
+        for row in self._iterate(["source", "doc_hash"], compile_filter(where)):
             index[row["source"]][row["doc_hash"]] += 1
         return {s: dict(h) for s, h in index.items()}
 
@@ -268,7 +279,7 @@ class MilvusStore:
         finally:
             it.close()
 
-    def search(self, vectors: np.ndarray, top_k: int, expr: str = "") -> list[list[Hit]]:
+    def search(self, vectors: np.ndarray, top_k: int, where: Filter | None = None) -> list[list[Hit]]:
         results = self._rpc(
             "search",
             self.client.search,
@@ -276,7 +287,7 @@ class MilvusStore:
             data=[v for v in vectors.astype(np.float32, copy=False)],
             anns_field=VECTOR_FIELD,
             limit=top_k,
-            filter=expr,
+            filter=compile_filter(where),
             output_fields=OUTPUT_FIELDS,
             search_params={"metric_type": self.cfg.metric, "params": dict(self.cfg.search_params)},
             consistency_level=self.cfg.consistency_level,
@@ -327,4 +338,4 @@ class MilvusStore:
             log.debug("error closing Milvus client", exc_info=True)
 
 
-__all__ = ["ChunkRecord", "Hit", "MilvusStore", "SchemaMismatchError", "StoreError", "filters"]
+__all__ = ["ChunkRecord", "Filter", "Hit", "MilvusStore", "SchemaMismatchError", "StoreError"]

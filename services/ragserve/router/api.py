@@ -1,0 +1,166 @@
+"""The HTTP API: a FastAPI app built per router replica around its RagService.
+
+Built by a factory, not at import time, so everything a replica configures (guard settings, timeouts, the
+service) is passed in: no process-wide state, and tests can build an app around any service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from ray.serve.exceptions import BackPressureError
+
+from ragserve.generator.engine import GeneratorError
+from ragserve.generator.prompt import PromptTooLongError
+from ragserve.router.guard import BodyTooLarge, GuardMiddleware, GuardSettings
+from ragserve.router.instrument import RequestMetrics
+from ragserve.router.models import (
+    ChatRequest,
+    DocumentsRequest,
+    ModelList,
+    QueryRequest,
+    QueryResponse,
+    SearchRequest,
+    SearchResponse,
+    error_body,
+)
+from ragserve.router.service import ApiError, RagService
+from ragserve.store.milvus import StoreError
+
+T = TypeVar("T")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    """("body", "filter", "sources", 0) -> "filter.sources.0" (the first element is where it came from)."""
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)]
+    return ".".join(parts) or "body"
+
+
+def _unavailable(dependency: str, err: BaseException, retry_after_s: float = 2) -> ApiError:
+    return ApiError(503, "service_unavailable", f"{dependency} unavailable: {err}"[:500], None, retry_after_s)
+
+
+async def guarded(work: Awaitable[T], timeout_s: float) -> T:
+    """Map failures to HTTP: bad input 422, Milvus / generator down 503, too slow 504."""
+    try:
+        return await asyncio.wait_for(work, timeout_s)
+    except ApiError:
+        raise
+    except PromptTooLongError as err:
+        raise ApiError(422, "invalid_request_error", str(err), "question") from None
+    except ValueError as err:  # limits and friends name the field first: "question: ..."
+        field = str(err).split(":", 1)[0] if ":" in str(err) else None
+        raise ApiError(422, "invalid_request_error", str(err), field) from None
+    except StoreError as err:
+        raise _unavailable("Milvus", err) from None
+    except TimeoutError:
+        raise ApiError(504, "timeout", f"request exceeded {timeout_s:.0f} s") from None
+    except GeneratorError as err:
+        raise _unavailable("generator", err) from None
+    except BackPressureError as err:
+        raise _unavailable("capacity", err, err.retry_after_s or 1) from None
+    except Exception as err:  # a dead replica / actor surfaces as Ray's own exception types
+        if type(err).__module__.startswith("ray"):
+            raise _unavailable("a backend deployment", err) from None
+        raise
+
+
+def _stream(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def create_api(
+    service: RagService,
+    guard: GuardSettings,
+    timeout_s: float,
+    metrics_text: Callable[[], str],
+) -> FastAPI:
+    """The API of one router replica. ``metrics_text`` returns this node's Prometheus exposition."""
+    api = FastAPI(
+        title="ragserve",
+        version="0.1.0",
+        description="Retrieval-augmented generation over your documents: Milvus retrieval + vLLM generation.",
+    )
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = _field_of(tuple(first.get("loc", ())))
+        return JSONResponse(
+            error_body("invalid_request_error", f"{field}: {first['msg']}", field), status_code=422
+        )
+
+    @api.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.type, exc.message, exc.field), status_code=exc.status, headers=exc.headers
+        )
+
+    @api.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(error_body("request_too_large", str(exc)), status_code=413)
+
+    api.add_middleware(GuardMiddleware, settings=guard)
+    api.add_middleware(RequestMetrics, api=api)  # added last = outermost: counts what the guard rejects
+
+    # ---- probes -----------------------------------------------------------------------------------------
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, checks = await service.readiness()
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        """This node's Ray metrics agent, for a single machine and debugging. In Kubernetes Prometheus
+        scrapes every Ray pod's metrics port instead (PodMonitor): a replica sees only its own node."""
+        try:
+            text = await asyncio.wait_for(asyncio.to_thread(metrics_text), 10)
+        except Exception as err:
+            raise _unavailable("the Ray metrics agent", err) from None
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # ---- RAG --------------------------------------------------------------------------------------------
+    @api.post("/v1/query", response_model=QueryResponse)
+    async def query(body: QueryRequest) -> Any:
+        if body.stream:
+            return _stream(await guarded(service.query_events(body), timeout_s))
+        return await guarded(service.query(body), timeout_s)
+
+    @api.post("/v1/search", response_model=SearchResponse)
+    async def search(body: SearchRequest) -> Any:
+        return await guarded(service.search(body), timeout_s)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest) -> Any:
+        if body.stream:
+            return _stream(await guarded(service.chat_events(body), timeout_s))
+        return await guarded(service.chat(body), timeout_s)
+
+    @api.get("/v1/models", response_model=ModelList)
+    async def models() -> Any:
+        return service.models()
+
+    # ---- documents --------------------------------------------------------------------------------------
+    @api.post("/v1/documents")
+    async def add_documents(body: DocumentsRequest) -> Any:
+        return await guarded(service.add_documents(body), timeout_s)
+
+    @api.delete("/v1/documents/{source:path}")
+    async def delete_document(source: str) -> Any:
+        return await guarded(service.delete_document(source), timeout_s)
+
+    @api.get("/v1/collections/stats")
+    async def collection_stats() -> Any:
+        return await guarded(service.stats(), timeout_s)
+
+    return api
