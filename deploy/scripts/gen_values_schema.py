@@ -2,8 +2,9 @@
 
 Two sources, so the schema cannot drift from either:
 - `app`: ragserve's own config model (``AppConfig.model_json_schema()``), so the chart accepts exactly the
-  keys and bounds the code accepts, plus the chart's own rules: a server URI is required, the token is
-  forbidden (it comes from a Secret), and the keys the templates read must be present.
+  keys and bounds the code accepts. `app` is an overlay on the profile file (the profile supplies every
+  default), so no key of the model is required here except the chart's own: a server URI, the state
+  directory, the route prefix and the API-key variable; the token is forbidden (it comes from a Secret).
 - everything else: inferred from values.yaml (types, closed objects), with the constraints in OVERRIDES and
   the `# --` comments as descriptions.
 
@@ -129,28 +130,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "networkPolicy.httpsEgressCidrs": {"items": {"type": "string"}},
 }
 
-# The chart's rules on top of the config model (the templates read these keys).
-REPLICA_KEYS = [
-    "min_replicas",
-    "max_replicas",
-    "target_ongoing_requests",
-    "max_ongoing_requests",
-    "max_queued_requests",
-    "upscale_delay_s",
-    "downscale_delay_s",
-    "look_back_period_s",
-    "retry_after_s",
-    "num_cpus",
-    "num_gpus",
-]
+# The keys the chart owns and its templates read from `.Values.app` (everything else comes from the profile).
 APP_REQUIRED = {
-    "AppConfig": ["profile", "data_dir", "embedder", "store", "generator", "router"],
-    "EmbedderConfig": ["deployment"],
+    "AppConfig": ["profile", "data_dir", "store", "router"],
     "StoreConfig": ["uri"],
-    "GeneratorConfig": ["device", "tensor_parallel_size", "pipeline_parallel_size", "deployment"],
-    "RouterConfig": ["route_prefix", "auth", "deployment"],
+    "RouterConfig": ["route_prefix", "auth"],
     "AuthConfig": ["api_keys_env"],
-    "ReplicaConfig": REPLICA_KEYS,
 }
 MILVUS_URI = {
     "type": "string",
@@ -233,12 +218,13 @@ def infer(value: Any, path: str, key: str, docs: dict[str, str]) -> dict[str, An
 
 
 def _clean(node: Any, in_properties: bool = False) -> Any:
-    """Drop pydantic's titles and defaults (the profile decides defaults), keep everything else."""
+    """Drop pydantic's titles, defaults and required lists (the profile decides defaults and completes
+    every block), keep everything else."""
     if isinstance(node, dict):
         return {
             k: _clean(v, in_properties=(k == "properties" and not in_properties))
             for k, v in node.items()
-            if in_properties or k not in ("title", "default")
+            if in_properties or k not in ("title", "default", "required")
         }
     if isinstance(node, list):
         return [_clean(v) for v in node]

@@ -1,5 +1,6 @@
 """The contract between chart and code: the rendered serveConfigV2 is what Ray Serve accepts, its `args`
-load into AppConfig and build the application, and its `deployments` equal what the code emits."""
+load into AppConfig, carry no scaling knob and build the application, and its `deployments` are the
+profile's blocks (the chart reads the same profile file the builder loads)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
-from ragserve.app import IMPORT_PATH, build_app, config_from_args, serve_config
+from ragserve.app import DEPLOYMENTS, IMPORT_PATH, build_app, config_from_args, serve_config
+from ragserve.config import profile_defaults
 from tests.deploy.conftest import OVERLAYS, SCENARIOS, one, serve_app, worker_group
 
 
@@ -48,52 +50,54 @@ def test_serve_config_loads_into_the_model_and_builds(
     cfg = config_from_args(app["args"])
     assert cfg.store.token is None and not cfg.store.is_lite
     assert app["route_prefix"] == cfg.router.route_prefix
-    # The chart renders each deployment's options itself: they must equal the code's (no drift).
-    (expected,) = serve_config(cfg)["applications"]
+    # Serve hashes args into the app's code version: a scaling knob there would restart every replica.
+    assert not [s for s in DEPLOYMENTS if "deployment" in app["args"].get(s, {})]
+    # The chart merges values over the same profile file the builder loads. Serve will apply these blocks
+    # over the builder's: each must be complete and valid for the model (ServeOptions has no defaults).
+    blocks = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app["deployments"]}
+    served = config_from_args(
+        {
+            **app["args"],
+            **{s: {**app["args"].get(s, {}), "deployment": blocks[n]} for s, n in DEPLOYMENTS.items()},
+        }
+    )
+    (expected,) = serve_config(served)["applications"]
     assert app["deployments"] == expected["deployments"]
     assert set(_deployments(build_app(app["args"]))) == {"Router", "Embedder", "Generator"}
 
 
-def test_each_deployment_carries_its_own_autoscaling(rendered: dict[str, Any]) -> None:
-    app = serve_app(rendered["default"])
-    by_name = {d["name"]: d for d in app["deployments"]}
-    assert set(by_name) == {"Router", "Embedder", "Generator"}
-    for name, key in (("Router", "router"), ("Embedder", "embedder"), ("Generator", "generator")):
-        block = app["args"][key]["deployment"]
-        auto = by_name[name]["autoscaling_config"]
-        assert (auto["min_replicas"], auto["max_replicas"]) == (block["min_replicas"], block["max_replicas"])
-        assert auto["target_ongoing_requests"] == block["target_ongoing_requests"]
-        assert by_name[name]["max_queued_requests"] == block["max_queued_requests"]
-    # distinct values in the defaults, so a mix-up between deployments would show
-    assert (
-        len(
-            {
-                (
-                    d["autoscaling_config"]["min_replicas"],
-                    d["autoscaling_config"]["max_replicas"],
-                    d["max_queued_requests"],
-                )
-                for d in by_name.values()
-            }
-        )
-        == 3
-    )
+def test_default_blocks_are_the_production_profile(rendered: dict[str, Any]) -> None:
+    """No defaults of the chart's own: each deployment's entry is the profile's block, name added."""
+    profile = profile_defaults("production")
+    by_name = {d.pop("name"): d for d in serve_app(rendered["default"])["deployments"]}
+    assert by_name == {name: profile[section]["deployment"] for section, name in DEPLOYMENTS.items()}
+    # distinct values in the profile, so a mix-up between deployments would show
+    assert len({str(d) for d in by_name.values()}) == 3
 
 
-def test_chart_follows_a_changed_autoscaling_value(helm_template: Any) -> None:
+def test_a_scaling_change_touches_only_its_deployment_entry(helm_template: Any) -> None:
     from tests.deploy.conftest import docs_of
 
-    docs = docs_of(
-        helm_template(
-            "--set",
-            "app.embedder.deployment.max_replicas=7",
-            "--set",
-            "app.embedder.deployment.initial_replicas=3",
-        ).stdout
+    base = serve_app(docs_of(helm_template().stdout))
+    changed = serve_app(
+        docs_of(
+            helm_template(
+                "--set",
+                "app.embedder.deployment.autoscaling_config.max_replicas=7",
+                "--set",
+                "app.embedder.deployment.autoscaling_config.initial_replicas=3",
+            ).stdout
+        )
     )
-    (embedder,) = [d for d in serve_app(docs)["deployments"] if d["name"] == "Embedder"]
-    assert embedder["autoscaling_config"]["max_replicas"] == 7
-    assert embedder["autoscaling_config"]["initial_replicas"] == 3
+    assert changed["args"] == base["args"]  # same code version: Serve updates in place
+    before = {d["name"]: d for d in base["deployments"]}
+    after = {d["name"]: d for d in changed["deployments"]}
+    assert after["Embedder"]["autoscaling_config"] == {
+        **before["Embedder"]["autoscaling_config"],
+        "max_replicas": 7,
+        "initial_replicas": 3,
+    }  # the rest of the block stays the profile's (Serve replaces a whole autoscaling_config)
+    assert after["Router"] == before["Router"] and after["Generator"] == before["Generator"]
 
 
 @pytest.mark.parametrize(("scenario", "gpus"), [("default", 1), ("gpu-tp2", 2)])
@@ -133,8 +137,5 @@ def test_pipeline_parallelism_multiplies_gpus_and_relaxes_packing(helm_template:
     group = worker_group(docs, "gpu")
     assert group is not None
     assert group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 4
-    app = serve_app(docs)
-    (expected,) = serve_config(config_from_args(app["args"]))["applications"]
-    assert app["deployments"] == expected["deployments"]
-    (gen,) = [d for d in app["deployments"] if d["name"] == "Generator"]
-    assert gen["placement_group_strategy"] == "PACK" and len(gen["placement_group_bundles"]) == 4
+    rc = _deployments(build_app(serve_app(docs)["args"]))["Generator"]._replica_config
+    assert rc.placement_group_strategy == "PACK" and len(rc.placement_group_bundles) == 4

@@ -38,7 +38,13 @@ def test_app_schema_follows_the_config_model() -> None:
 
 BAD_VALUES = [
     # (--set arguments, text the error must contain: the key's path)
-    (["app.router.deployment.min_replicas=-1"], "/app/router/deployment/min_replicas"),
+    (
+        ["app.router.deployment.autoscaling_config.min_replicas=-1"],
+        "/app/router/deployment/autoscaling_config/min_replicas",
+    ),
+    (["app.router.deployment.max_replicas=3"], "'max_replicas' not allowed"),  # the old flat shape
+    (["app.generator.resources.num_gpus=1"], "'num_gpus' not allowed"),  # derived from parallelism
+    (["app.profile=staging"], "/app/profile"),
     (["workers.cpu.maxReplicas=-2"], "/workers/cpu/maxReplicas"),
     (["workers.gpu.minReplicas=-1"], "/workers/gpu/minReplicas"),
     (["app.generator.tensor_parallel_size=0"], "/app/generator/tensor_parallel_size"),
@@ -51,7 +57,7 @@ BAD_VALUES = [
     (["workers.cpu.replica=2"], "'replica' not allowed"),
     (["rayService.upgradeStrategy=Rolling"], "/rayService/upgradeStrategy"),
     (["app.generator.device=tpu"], "/app/generator/device"),
-    (["app.embedder.deployment=null"], "missing property 'deployment'"),
+    (["app.embedder.deployment=null"], "/app/embedder/deployment"),
 ]
 
 
@@ -65,7 +71,7 @@ def test_bad_values_are_rejected_naming_the_key(helm_template: Any, sets: list[s
 
 
 def test_cross_field_rules_fail_with_the_key(helm_template: Any) -> None:
-    proc = helm_template("--set", "app.embedder.deployment.num_gpus=1", check=False)
+    proc = helm_template("--set", "app.embedder.resources.num_gpus=1", check=False)
     assert proc.returncode != 0 and "workers.cpu.gpus" in proc.stderr
     proc = helm_template(
         "--set", "app.generator.device=cpu", "--set", "app.generator.tensor_parallel_size=2", check=False

@@ -49,40 +49,50 @@ app.kubernetes.io/part-of: ragserve
 {{- printf "%s:%s" .root.Values.image.repository (default (printf "%s-%s" .root.Chart.AppVersion .kind) $tag) }}
 {{- end }}
 
-{{/* GPUs each vLLM replica (and so each GPU worker pod) holds: tensor x pipeline parallelism. */}}
+{{/*
+The application config as the replicas will see it: the profile file (profiles/ links to the package's
+services/ragserve/profiles, the one owner of every default) with `.Values.app` merged over it, the same
+layering `ragserve.app:build_app` applies to `args`. Templates read the app only through this.
+*/}}
+{{- define "ragserve.app" -}}
+{{- $file := printf "profiles/%s.yaml" (toString .Values.app.profile) }}
+{{- $profile := .Files.Get $file | fromYaml }}
+{{- if not $profile }}{{ fail (printf "app.profile: the chart has no %s" $file) }}{{ end }}
+{{- toYaml (mustMergeOverwrite $profile (deepCopy .Values.app)) }}
+{{- end }}
+
+{{/* `args` of the Serve application: `.Values.app` without deployment blocks. Serve hashes args into the
+app's code version (any change restarts every replica), so scaling knobs travel in `deployments:` only. */}}
+{{- define "ragserve.appArgs" -}}
+{{- $args := deepCopy .Values.app }}
+{{- range $section := list "router" "embedder" "generator" }}
+{{- if kindIs "map" (index $args $section) }}
+{{- $_ := unset (index $args $section) "deployment" }}
+{{- if not (index $args $section) }}{{ $_ := unset $args $section }}{{ end }}
+{{- end }}
+{{- end }}
+{{- toYaml $args }}
+{{- end }}
+
+{{/* serveConfigV2 `deployments:`: each deployment's `deployment` block of the merged app, verbatim (its
+keys are Serve's own option names; ragserve.config.ServeOptions). */}}
+{{- define "ragserve.serveDeployments" -}}
+{{- $app := include "ragserve.app" . | fromYaml }}
+{{- $out := list }}
+{{- range $pair := list (list "router" "Router") (list "embedder" "Embedder") (list "generator" "Generator") }}
+{{- $out = append $out (merge (dict "name" (index $pair 1)) (index $app (index $pair 0)).deployment) }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* GPUs each vLLM pod holds: tensor x pipeline parallelism (one replica per pod). */}}
 {{- define "ragserve.gpusPerReplica" -}}
-{{- $g := .Values.app.generator }}
+{{- $g := (include "ragserve.app" . | fromYaml).generator }}
 {{- mul (int $g.tensor_parallel_size) (int $g.pipeline_parallel_size) }}
 {{- end }}
 
 {{- define "ragserve.gpuGroupEnabled" -}}
-{{- if eq (toString .Values.app.generator.device) "cuda" }}true{{ end }}
-{{- end }}
-
-{{/* Ray Serve options per deployment, the same as ragserve.app.serve_config() emits (tested). */}}
-{{- define "ragserve.serveDeployments" -}}
-{{- $out := list }}
-{{- range $pair := list (list "router" "Router") (list "embedder" "Embedder") (list "generator" "Generator") }}
-{{- $d := (index $.Values.app (index $pair 0)).deployment }}
-{{- $initial := $d.initial_replicas }}
-{{- if kindIs "invalid" $initial }}{{ $initial = $d.min_replicas }}{{ end }}
-{{- $auto := dict "min_replicas" $d.min_replicas "max_replicas" $d.max_replicas "initial_replicas" $initial
-      "target_ongoing_requests" $d.target_ongoing_requests "upscale_delay_s" $d.upscale_delay_s
-      "downscale_delay_s" $d.downscale_delay_s "look_back_period_s" $d.look_back_period_s }}
-{{- $entry := dict "name" (index $pair 1) "autoscaling_config" $auto
-      "max_ongoing_requests" $d.max_ongoing_requests "max_queued_requests" $d.max_queued_requests
-      "backpressure_config" (dict "status_code" 503 "retry_after_s" $d.retry_after_s) }}
-{{- $gpus := include "ragserve.gpusPerReplica" $ | int }}
-{{- if and (eq (index $pair 0) "generator") (include "ragserve.gpuGroupEnabled" $) (gt $gpus 1) }}
-{{- /* generator/deployment.py placement(): one GPU bundle per rank, the actor in bundle 0 */}}
-{{- $bundles := list (dict "CPU" $d.num_cpus "GPU" 1) }}
-{{- range until (sub $gpus 1 | int) }}{{ $bundles = append $bundles (dict "GPU" 1) }}{{ end }}
-{{- $_ := set $entry "placement_group_bundles" $bundles }}
-{{- $_ := set $entry "placement_group_strategy" (ternary "STRICT_PACK" "PACK" (eq (int $.Values.app.generator.pipeline_parallel_size) 1)) }}
-{{- end }}
-{{- $out = append $out $entry }}
-{{- end }}
-{{- toYaml $out }}
+{{- if eq (toString (include "ragserve.app" . | fromYaml).generator.device) "cuda" }}true{{ end }}
 {{- end }}
 
 {{/* Environment of every Ray container: secrets by reference, caches on writable volumes. */}}
@@ -105,7 +115,7 @@ app.kubernetes.io/part-of: ragserve
   value: /etc/ragserve/milvus-ca/ca.crt
 {{- end }}
 {{- with .Values.apiKeys.secretName }}
-- name: {{ $.Values.app.router.auth.api_keys_env | default "RAGSERVE_API_KEYS" }}
+- name: {{ (include "ragserve.app" $ | fromYaml).router.auth.api_keys_env | required "app.router.auth.api_keys_env is required" }}
   valueFrom:
     secretKeyRef: {name: {{ . | quote }}, key: {{ $.Values.apiKeys.key | quote }}}
 {{- end }}
