@@ -6,7 +6,7 @@ CORPUS ?= ../shared/corpus/milvus-docs/site/en
 EVAL ?= ../shared/eval/dev.jsonl
 DEMO_COLLECTION := --collection ragserve_demo
 
-.PHONY: help install demo check test test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load bench clean
+.PHONY: help install demo check test test-fast test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load bench inplace clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,9 +27,19 @@ demo: $(STAMP) ## ingest the project's docs and answer a question about them (em
 	$(RAGSERVE) ingest docs --prune $(DEMO_COLLECTION)
 	$(RAGSERVE) query "How do I point ragserve at my own documents?" --top-k 3 $(DEMO_COLLECTION)
 
-test: $(STAMP) $(TOOLS_STAMP) ## lint, then all tests (unit; integration on real components; deploy, offline)
-	$(VENV)/bin/ruff check services tests load-tests deploy/scripts
+PY_SOURCES := services tests load-tests deploy/scripts
+
+test: $(STAMP) $(TOOLS_STAMP) ## what CI runs: lint, format check, mypy, then every test (unit, deploy, integration)
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
+
+test-fast: $(STAMP) $(TOOLS_STAMP) ## the fast lane (< 2 min): lint, format check, mypy, unit and deploy tests
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests/unit tests/deploy
 
 test-unit: $(STAMP) ## fast tests without models
 	$(PY) -m pytest -q tests/unit
@@ -42,23 +52,24 @@ deploy-tools: $(TOOLS_STAMP) ## helm v4 + kubectl (.tools/bin), validators, chec
 test-deploy: $(TOOLS_STAMP) ## offline Kubernetes checks: chart, schemas, serve contract, kustomize, checkov
 	$(PY) -m pytest -q tests/deploy
 
-deploy-render: $(STAMP) ## regenerate values.schema.json and the kustomize files after chart/config changes
+deploy-render: $(STAMP) ## regenerate values.schema.json, dashboards, the chart README and kustomize files
 	$(PY) deploy/scripts/gen_values_schema.py
 	$(PY) deploy/scripts/gen_dashboards.py
+	$(PY) deploy/scripts/gen_chart_readme.py
 	$(PY) deploy/scripts/render_kustomize.py
 
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check services tests load-tests deploy/scripts
-	$(VENV)/bin/ruff format --check services tests load-tests deploy/scripts
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services tests load-tests deploy/scripts
-	$(VENV)/bin/ruff format services tests load-tests deploy/scripts
+	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
+	$(VENV)/bin/ruff format $(PY_SOURCES)
 
 typecheck: $(STAMP) ## mypy on services/
 	$(VENV)/bin/mypy
 
-check: lint typecheck test ## everything CI runs, plus format and type checks
+check: test ## alias of `make test` (lint, format and type checks are part of it)
 
 eval-corpus: $(STAMP) ## ingest the Milvus docs corpus and report recall@5 / MRR on the dev set
 	$(RAGSERVE) ingest $(CORPUS)

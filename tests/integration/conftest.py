@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ragserve.config import AppConfig, load_config
-
-pytestmark = pytest.mark.integration
+from tests.integration import serving
 
 
 @pytest.fixture()
@@ -62,3 +63,63 @@ def ray_cluster():
 
     serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def served(
+    ray_cluster, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[serving.Served]:
+    """The one Serve app of the session (vLLM starts once for every test that uses it)."""
+    from ray import serve
+
+    from ragserve.app import serve_config
+    from ragserve.router.guard import digest
+    from ragserve.store.lite_server import LiteServer
+    from tests.integration.tcp_proxy import TcpProxy
+
+    home = tmp_path_factory.mktemp("serve-home")
+    milvus = LiteServer(str(home / "milvus.db"))
+    proxy = TcpProxy(milvus.port).start()
+    docs = tmp_path_factory.mktemp("serve-docs")
+    for rel in serving.PAGES:
+        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (docs / rel).write_bytes((corpus_dir / rel).read_bytes())
+    env = {**os.environ, "RAGSERVE_HOME": str(home), "RAGSERVE__STORE__URI": proxy.uri}
+    subprocess.run(
+        [sys.executable, "-m", "ragserve.cli", "ingest", str(docs)], env=env, check=True, timeout=300
+    )
+
+    # Fast autoscaling so scaling is observable within a test; the embedder pool starts at one replica.
+    fast = {"upscale_delay_s": 0, "look_back_period_s": 2, "downscale_delay_s": 600}
+    one = {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1, **fast}}
+    overrides = {
+        "data_dir": str(home),
+        "store": {"uri": proxy.uri, "timeout_s": serving.MILVUS_TIMEOUT_S},
+        "embedder": {
+            "max_batch_size": 8,
+            "deployment": {
+                "autoscaling_config": {
+                    "min_replicas": 1,
+                    "max_replicas": 2,
+                    "target_ongoing_requests": 1,
+                    **fast,
+                }
+            },
+        },
+        "generator": {"deployment": one},
+        "router": {
+            "deployment": one,
+            "request_timeout_s": 30,
+            "first_token_timeout_s": 10,
+            "auth": {"key_sha256": [digest(serving.API_KEY)], "required": True},
+            "max_body_bytes": 65536,
+        },
+    }
+    cfg = load_config(overrides=overrides, env={"RAGSERVE_HOME": str(home)})
+    document = serve_config(cfg)
+    serve.start(http_options={"host": "127.0.0.1", "port": serving.PORT})
+    serving.deploy(document)
+    yield serving.Served(cfg, document, home, proxy)
+    serve.delete(serving.APP)
+    proxy.cut()
+    milvus.stop()

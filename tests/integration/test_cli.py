@@ -13,11 +13,13 @@ import pytest
 
 from tests.conftest import EVAL_FILE
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
-def ragserve(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAGSERVE_HOME": str(home)}
+def ragserve(
+    home: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RAGSERVE_HOME": str(home), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ragserve.cli", *args],
         env=env,
@@ -27,6 +29,7 @@ def ragserve(home: Path, *args: str, timeout: float = 300) -> subprocess.Complet
     )
 
 
+@pytest.mark.vllm
 def test_ingest_search_eval_query(corpus_subset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = ragserve(home, "ingest", str(corpus_subset))
@@ -97,3 +100,10 @@ def test_bad_input_gives_clear_errors_and_keeps_data(tmp_path: Path) -> None:
 
     res = ragserve(home, "search", "anything", "--collection", "never_ingested")
     assert res.returncode == 2 and "run `ragserve ingest PATH` first" in res.stderr
+
+    # A model that cannot be loaded is a failed dependency (3), named, not a traceback with 1.
+    missing_model = {"RAGSERVE__EMBEDDER__MODEL": str(tmp_path / "no-such-model")}
+    res = ragserve(home, "ingest", str(docs), env=missing_model)
+    assert res.returncode == 3, res.stderr
+    assert "embedder model" in res.stderr and "cannot be loaded" in res.stderr
+    assert "Traceback" not in res.stderr

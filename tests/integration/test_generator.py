@@ -12,9 +12,9 @@ from ragserve.config import load_config
 from ragserve.generator.engine import VLLMGenerator
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
 from ragserve.ingest.pipeline import Ingestor
-from ragserve.rag import RagPipeline, Retriever, local_query_embedder
+from ragserve.rag import build_pipeline, local_query_embedder
 
-pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +75,10 @@ def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Pa
     encoder = Encoder(cfg.embedder)
     store = MilvusStore(cfg.store)
     Ingestor(encoder, store, cfg.ingest).run(corpus_subset)
-    prompt = PromptBuilder(generator.get_tokenizer(), cfg.prompt.system_prompt, cfg.generator.max_model_len)
-    pipeline = RagPipeline(Retriever(local_query_embedder(encoder), store), generator, prompt, top_k=3)
+    pipeline = build_pipeline(cfg, local_query_embedder(encoder), store, generator, generator.get_tokenizer())
 
     answer = loop.run_until_complete(
-        pipeline.answer("What do the parameters for HNSW mean?", cfg.generator.sampling)
+        pipeline.answer("What do the parameters for HNSW mean?", cfg.generator.sampling, top_k=3)
     )
     assert answer.answer and len(answer.sources) == 3
     assert "reference/index.md" in [h.source for h in answer.sources]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
 def ingest_cmd(home: Path, docs: Path, *extra: str) -> tuple[list[str], dict[str, str]]:

@@ -10,10 +10,8 @@ import pytest
 
 from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, make_plan
 from ragserve.rag import Retriever, local_query_embedder
-from ragserve.store import filters
+from ragserve.store.filters import Filter
 from ragserve.store.milvus import SchemaMismatchError
-
-pytestmark = pytest.mark.integration
 
 
 def all_ids(store) -> dict[str, set[str]]:
@@ -103,7 +101,7 @@ def test_bad_files_are_reported_and_nothing_stored_is_lost(
     empty.mkdir()
     with pytest.raises(IngestError, match="no supported files"):
         ingestor.run(empty)
-    assert store.count('source == "good.md"') == 1  # still there after the failed runs
+    assert store.count(Filter(("good.md",))) == 1  # still there after the failed runs
 
 
 def test_search_finds_the_gold_page_and_filters_by_source(
@@ -115,10 +113,10 @@ def test_search_finds_the_gold_page_and_filters_by_source(
     assert "reference/index.md" in [h.source for h in result.hits]
     scores = [h.score for h in result.hits]
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0001 for s in scores)
-    only = asyncio.run(retriever.search("HNSW parameters", 5, filters.source_in(["reference/metric.md"])))
+    only = asyncio.run(retriever.search("HNSW parameters", 5, Filter(("reference/metric.md",))))
     assert only.hits and {h.source for h in only.hits} == {"reference/metric.md"}
     # A quoted value can't widen the filter into an expression matching everything.
-    assert asyncio.run(retriever.search("HNSW", 5, filters.source_in(['x" or source != "']))).hits == []
+    assert asyncio.run(retriever.search("HNSW", 5, Filter(('x" or source != "',)))).hits == []
     assert set(result.timings) == {"embed_ms", "search_ms"}
 
 
@@ -148,7 +146,13 @@ def test_source_filter_helpers_on_real_milvus(store, encoder) -> None:
         for i, src in enumerate(["a/x.md", "a/y.md", "b/z.md", 'q"uote.md'])
     ]
     store.upsert(records, encoder.embed_documents([r.chunk for r in records]))
-    assert store.count(filters.source_prefix("a/")) == 2
-    assert store.count(filters.source_in(['q"uote.md'])) == 1
-    assert store.delete(filters.source_in(["b/z.md"])) >= 0
-    assert store.count("") == 3
+    assert store.count(Filter(source_prefix="a/")) == 2
+    assert store.count(Filter(source_prefix="a%")) == 0  # % is a literal, not a wildcard
+    assert store.count(Filter(('q"uote.md',))) == 1
+    assert store.count(Filter(("a/x.md", "b/z.md"), source_prefix="a/")) == 1  # both: and
+    store.delete(Filter(("b/z.md",)))
+    assert store.count() == 3
+    assert store.count(Filter(("b/z.md",))) == 0
+    with pytest.raises(ValueError, match="non-empty filter"):
+        store.delete(Filter())  # never the whole collection by accident
+    assert store.count() == 3

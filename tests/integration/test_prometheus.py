@@ -24,14 +24,11 @@ import httpx
 import pytest
 import yaml
 
-from ragserve.app import APP_NAME, build_app
 from tests.deploy import promql
+from tests.integration.serving import AUTH, BASE, QUESTION, Served, post
 
-pytestmark = [pytest.mark.integration, pytest.mark.vllm]
-PORT = 8765  # the Serve HTTP proxy shared with the other Serve tests (one Serve instance per Ray cluster)
-BASE = f"http://127.0.0.1:{PORT}"
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 NAMESPACE = "ragserve-test"
-QUESTION = "What do the parameters for HNSW mean?"
 
 
 def free_port() -> int:
@@ -41,27 +38,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(ray_cluster, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from ray import serve
-
-    home = tmp_path_factory.mktemp("prom-home")
-    args = {
-        "data_dir": str(home),
-        "embedder": {"max_batch_size": 16, "deployment": {"min_replicas": 1, "max_replicas": 2}},
-        "generator": {"deployment": {"min_replicas": 1, "max_replicas": 1}},
-        "router": {"deployment": {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 64}},
-    }
-    serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+def app(served: Served, ray_cluster, corpus_dir: Path) -> dict[str, Any]:
+    """The session's app: documents sent through the API, so the router's ingestion counters move too."""
     docs = [
-        {"source": rel, "text": (corpus_dir / rel).read_text()}
+        {"source": f"prometheus/{rel}", "text": (corpus_dir / rel).read_text()}
         for rel in ("reference/index.md", "reference/metric.md", "about/limitations.md")
     ]
-    res = httpx.post(BASE + "/v1/documents", json={"documents": docs}, timeout=300)
+    res = post("/v1/documents", {"documents": docs}, timeout=300)
     assert res.status_code == 200, res.text
+    assert res.json()["chunks_new"] > 0
     node = ray_cluster.nodes()[0]
-    yield {"metrics_target": f"127.0.0.1:{node['MetricsExportPort']}", "ingested": res.json()}
-    serve.delete(APP_NAME)
+    return {"metrics_target": f"127.0.0.1:{node['MetricsExportPort']}"}
 
 
 def scrape_config(target: str, rules_file: Path) -> dict[str, Any]:
@@ -124,7 +111,7 @@ def send_traffic() -> dict[str, int]:
     sent: dict[str, int] = {}
 
     def call(path: str, body: dict[str, Any]) -> int:
-        with httpx.Client(timeout=180) as client:
+        with httpx.Client(timeout=180, headers=AUTH) as client:
             if body.get("stream"):
                 with client.stream("POST", BASE + path, json=body) as res:
                     for _ in res.iter_lines():
@@ -177,7 +164,7 @@ def sent_requests(prometheus: str) -> float:
 def test_every_dashboard_and_alert_expression_returns_data(app, prometheus: str) -> None:
     # Two waves: the first creates every series, the second moves them while Prometheus watches, so each
     # rate() window holds a real increase (a series first seen at its final value has a rate of 0).
-    expected = 0
+    expected = sent_requests(prometheus)  # the shared app may have served other tests already
     for _wave in range(2):
         sent = send_traffic()
         expected += sum(n for key, n in sent.items() if not key.startswith("/v1/documents"))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import hypothesis
@@ -18,65 +15,21 @@ import pytest
 import schemathesis
 import yaml
 
-from ragserve.app import APP_NAME, build_app, config_from_args, serve_config
+from ragserve.app import build_app, config_from_args, serve_config
 from ragserve.config import load_config
-from ragserve.router.guard import digest
+from tests.integration.serving import (
+    API_KEY,
+    APP,
+    AUTH,
+    BASE,
+    QUESTION,
+    get,
+    grow_embedder_pool,
+    post,
+    replicas,
+)
 
-pytestmark = [pytest.mark.integration, pytest.mark.vllm]
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
-API_KEY = "test-key-0123"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-QUESTION = "What do the parameters for HNSW mean?"
-
-
-@pytest.fixture(scope="module")
-def served(
-    ray_cluster, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
-    from ray import serve
-
-    home = tmp_path_factory.mktemp("serve-home")
-    docs = tmp_path_factory.mktemp("serve-docs")
-    for rel in (
-        "reference/index.md",
-        "reference/metric.md",
-        "reference/consistency.md",
-        "about/limitations.md",
-    ):
-        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
-        (docs / rel).write_bytes((corpus_dir / rel).read_bytes())
-    env = {**os.environ, "RAGSERVE_HOME": str(home)}
-    subprocess.run(
-        [sys.executable, "-m", "ragserve.cli", "ingest", str(docs)], env=env, check=True, timeout=300
-    )
-
-    fast = {"upscale_delay_s": 0, "look_back_period_s": 2, "downscale_delay_s": 600}
-    args = {
-        "data_dir": str(home),
-        "embedder": {
-            "max_batch_size": 8,
-            "deployment": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, **fast},
-        },
-        "generator": {"deployment": {"min_replicas": 1, "max_replicas": 1, **fast}},
-        "router": {
-            "deployment": {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 64, **fast},
-            "auth": {"key_sha256": [digest(API_KEY)], "required": True},
-            "max_body_bytes": 65536,
-        },
-    }
-    serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
-    yield {"args": args, "home": home}
-    serve.delete(APP_NAME)
-
-
-def post(path: str, body: dict[str, Any], timeout: float = 120) -> httpx.Response:
-    return httpx.post(BASE + path, json=body, timeout=timeout, headers=AUTH)
-
-
-def get(path: str, timeout: float = 30) -> httpx.Response:
-    return httpx.get(BASE + path, timeout=timeout, headers=AUTH)
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 def test_probes_and_models(served) -> None:
@@ -189,6 +142,7 @@ def test_documents_are_idempotent_and_deletable(served) -> None:
         "source": "notes/ragserve.md",
         "text": "# Notes\n\nragserve keeps answers grounded in Milvus documents.",
     }
+    before = get("/v1/collections/stats").json()
     first = post("/v1/documents", {"documents": [doc]}).json()
     again = post("/v1/documents", {"documents": [doc]}).json()
     assert first["chunks_new"] == 1 and again["chunks_new"] == again["chunks_updated"] == 0
@@ -197,9 +151,11 @@ def test_documents_are_idempotent_and_deletable(served) -> None:
     ).json()
     assert hits["hits"][0]["source"] == doc["source"]
     stats = get("/v1/collections/stats").json()
-    assert stats["documents"] == 5
+    assert stats["documents"] == before["documents"] + 1
+    assert stats["chunks"] == before["chunks"] + 1
     deleted = httpx.delete(BASE + "/v1/documents/notes/ragserve.md", headers=AUTH)
     assert deleted.json() == {"source": doc["source"], "deleted_chunks": 1}
+    assert get("/v1/collections/stats").json() == before
     missing = httpx.delete(BASE + "/v1/documents/notes/ragserve.md", headers=AUTH)
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
     bad = post("/v1/documents", {"documents": [{"source": "x.md", "text": ""}]})
@@ -209,34 +165,24 @@ def test_documents_are_idempotent_and_deletable(served) -> None:
 def test_client_disconnect_aborts_generation(served) -> None:
     from ray import serve
 
-    generator = serve.get_deployment_handle("Generator", APP_NAME)
+    generator = serve.get_deployment_handle("Generator", APP)
     body = {"question": "What is HNSW?", "top_k": 1, "stream": True, "sampling": {"max_tokens": 1500}}
+    running_mid_stream = None
     with httpx.stream("POST", BASE + "/v1/query", json=body, timeout=60, headers=AUTH) as r:
         for line in r.iter_lines():
             if line.startswith("event: delta"):
-                assert generator.unfinished_requests.remote().result() == 1
+                running_mid_stream = generator.unfinished_requests.remote().result()
                 break
+    assert running_mid_stream == 1  # the stream did reach generation before the client left
     deadline = time.time() + 5
     while generator.unfinished_requests.remote().result() and time.time() < deadline:
         time.sleep(0.1)
     assert generator.unfinished_requests.remote().result() == 0  # 1500 tokens would take far longer
 
 
-def replicas(deployment: str) -> int:
-    from ray import serve
-
-    status = serve.status().applications[APP_NAME].deployments[deployment]
-    return sum(n for state, n in status.replica_states.items() if str(state).endswith("RUNNING"))
-
-
 def test_embedder_pool_autoscales_independently(served) -> None:
-    assert replicas("Embedder") == 1 and replicas("Generator") == 1
-    body = {"query": "How are consistency levels defined?", "top_k": 3}
-    stop_at = time.time() + 90
-    with cf.ThreadPoolExecutor(16) as pool:
-        while time.time() < stop_at and replicas("Embedder") < 2:
-            list(pool.map(lambda _: post("/v1/search", body).status_code, range(64)))
-    assert replicas("Embedder") == 2  # grew to its max under load
+    assert replicas("Generator") == 1
+    assert grow_embedder_pool(2) == 2  # grew to its max under load
     assert replicas("Generator") == 1  # its own config: fixed at one
 
 
@@ -251,13 +197,17 @@ def test_serve_config_round_trips_through_build_app(served, tmp_path: Path) -> N
     ).stdout
     doc = yaml.safe_load(out)
     app = doc["applications"][0]
-    assert app["import_path"] == "ragserve.app:build_app" and app["name"] == APP_NAME
+    assert app["import_path"] == "ragserve.app:build_app" and app["name"] == APP
     assert {d["name"] for d in app["deployments"]} == {"Router", "Embedder", "Generator"}
     assert all("autoscaling_config" in d for d in app["deployments"])
+    assert not any("deployment" in section for section in app["args"].values() if isinstance(section, dict))
     cfg = config_from_args(app["args"])
     assert cfg == load_config(env={"RAGSERVE_HOME": str(tmp_path)})
     assert serve_config(cfg) == doc
-    assert build_app(app["args"]) is not None  # binds without deploying
+    bound = build_app(app["args"])._bound_deployment  # binds without deploying
+    assert bound.name == "Router" and bound._deployment_config.max_ongoing_requests == (
+        cfg.router.deployment.max_ongoing_requests
+    )
 
 
 def test_api_keys_and_body_limit(served) -> None:
