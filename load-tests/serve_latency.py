@@ -72,7 +72,7 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     from ragserve.config import load_config
     from ragserve.embedder.encoder import Encoder
     from ragserve.generator.engine import VLLMGenerator
-    from ragserve.rag import build_pipeline, local_query_embedder
+    from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
     from ragserve.store.lite_server import LiteServer
     from ragserve.store.milvus import MilvusStore
 
@@ -98,7 +98,7 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
             await retriever.search(q, 3)
 
         async def query(q: str) -> None:
-            await pipeline.answer(q, cfg.generator.sampling, top_k=3)
+            await pipeline.answer(RagRequest(q, cfg.generator.sampling, top_k=3))
 
         return {"search": await measure(search, n, c), "query": await measure(query, n, c)}
     finally:

@@ -137,7 +137,7 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.generator.engine import VLLMGenerator
     from ragserve.generator.prompt import PromptTooLongError
     from ragserve.limits import check_question
-    from ragserve.rag import build_pipeline, hit_dict
+    from ragserve.rag import RagRequest, build_pipeline, hit_dict
 
     try:
         check_question(args.question)  # fail before the slow engine start
@@ -155,7 +155,7 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
     try:
         pipeline = build_pipeline(cfg, embed_queries, store, generator, generator.get_tokenizer())
         try:
-            answer = asyncio.run(pipeline.answer(args.question, sampling, args.top_k))
+            answer = asyncio.run(pipeline.answer(RagRequest(args.question, sampling, args.top_k)))
         except PromptTooLongError as err:
             raise CliError(f"question: {err}") from None
     finally:

@@ -39,6 +39,18 @@ def local_query_embedder(encoder: Any) -> QueryEmbedder:
     return embed
 
 
+@dataclass(frozen=True)
+class RagRequest:
+    """One question to answer, built once at the edge (an HTTP body, CLI flags) and handed down as is."""
+
+    question: str
+    sampling: SamplingConfig
+    top_k: int | None = None  # None: prompt.top_k
+    where: Filter | None = None
+    history: Sequence[dict[str, str]] = ()  # earlier chat turns, oldest first
+    request_id: str | None = None  # the engine's id (abort, logs)
+
+
 @dataclass
 class SearchResult:
     hits: list[Hit]
@@ -118,27 +130,20 @@ class RagPipeline:
         self.prompt = prompt
         self.top_k = top_k
 
-    async def stream(
-        self,
-        question: str,
-        sampling: SamplingConfig,
-        top_k: int | None = None,
-        where: Filter | None = None,
-        history: Sequence[dict[str, str]] = (),
-        request_id: str | None = None,
-    ) -> AsyncIterator[Event]:
+    async def stream(self, req: RagRequest) -> AsyncIterator[Event]:
         """Yield Retrieved, a Delta per generated piece, then Done; bad input raises before any event."""
         started = time.perf_counter()
-        question = check_question(question)
-        found = await self.retriever.search(question, top_k or self.top_k, where)
+        question = check_question(req.question)
+        sampling = req.sampling
+        found = await self.retriever.search(question, req.top_k or self.top_k, req.where)
         t_prompt = time.perf_counter()
-        built = self.prompt.build(question, found.hits, sampling.max_tokens, history)
+        built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
         yield Retrieved(found.hits, dict(timings), built.dropped)
         t_gen = time.perf_counter()
         ttft_ms: float | None = None
         completion_tokens, finish = 0, None
-        async for delta in self.generator.generate(built.token_ids, sampling, request_id):
+        async for delta in self.generator.generate(built.token_ids, sampling, req.request_id):
             if ttft_ms is None and delta.completion_tokens:
                 ttft_ms = _ms(t_gen)
                 metrics.TTFT.observe(time.perf_counter() - started)
@@ -156,31 +161,16 @@ class RagPipeline:
         metrics.TOKENS.inc(completion_tokens, direction="out")
         yield Done(usage, timings, finish)
 
-    async def start(
-        self,
-        question: str,
-        sampling: SamplingConfig,
-        top_k: int | None = None,
-        where: Filter | None = None,
-        history: Sequence[dict[str, str]] = (),
-        request_id: str | None = None,
-    ) -> tuple[Retrieved, AsyncIterator[Event]]:
+    async def start(self, req: RagRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
         """Run retrieval and prompt building now (bad input fails here, before any stream starts);
         return what was retrieved and the remaining generation events."""
-        events = self.stream(question, sampling, top_k, where, history, request_id)
+        events = self.stream(req)
         retrieved = await anext(events)
         assert isinstance(retrieved, Retrieved)
         return retrieved, events
 
-    async def answer(
-        self,
-        question: str,
-        sampling: SamplingConfig,
-        top_k: int | None = None,
-        where: Filter | None = None,
-        history: Sequence[dict[str, str]] = (),
-    ) -> Answer:
-        retrieved, events = await self.start(question, sampling, top_k, where, history)
+    async def answer(self, req: RagRequest) -> Answer:
+        retrieved, events = await self.start(req)
         text, done = await collect(events)
         return Answer(
             text, retrieved.hits, done.usage, done.timings, done.finish_reason, retrieved.contexts_dropped

@@ -12,7 +12,7 @@ from ragserve.config import load_config
 from ragserve.generator.engine import VLLMGenerator
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
 from ragserve.ingest.pipeline import Ingestor
-from ragserve.rag import build_pipeline, local_query_embedder
+from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Pa
     pipeline = build_pipeline(cfg, local_query_embedder(encoder), store, generator, generator.get_tokenizer())
 
     answer = loop.run_until_complete(
-        pipeline.answer("What do the parameters for HNSW mean?", cfg.generator.sampling, top_k=3)
+        pipeline.answer(RagRequest("What do the parameters for HNSW mean?", cfg.generator.sampling, top_k=3))
     )
     assert answer.answer and len(answer.sources) == 3
     assert "reference/index.md" in [h.source for h in answer.sources]
@@ -89,13 +89,13 @@ def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Pa
 
     # Many long contexts: the prompt is trimmed to max_model_len - max_tokens, never over.
     many = loop.run_until_complete(
-        pipeline.answer("How does Milvus index vectors?", cfg.generator.sampling, top_k=60)
+        pipeline.answer(RagRequest("How does Milvus index vectors?", cfg.generator.sampling, top_k=60))
     )
     assert many.usage["prompt_tokens"] <= cfg.generator.max_model_len - cfg.generator.sampling.max_tokens
     assert many.contexts_dropped > 0
 
     with pytest.raises(ValueError, match="question: must not be empty"):
-        loop.run_until_complete(pipeline.answer("   ", cfg.generator.sampling))
+        loop.run_until_complete(pipeline.answer(RagRequest("   ", cfg.generator.sampling)))
     with pytest.raises(PromptTooLongError):
-        loop.run_until_complete(pipeline.answer("zq9 " * 1900, cfg.generator.sampling))
+        loop.run_until_complete(pipeline.answer(RagRequest("zq9 " * 1900, cfg.generator.sampling)))
     store.close()

@@ -12,7 +12,17 @@ from typing import Any
 from ragserve.config import AppConfig, SamplingConfig
 from ragserve.ingest.pipeline import Ingestor, IngestReport, TextDocument
 from ragserve.limits import check_top_k
-from ragserve.rag import Delta, Done, Event, RagPipeline, Retrieved, SearchResult, collect, hit_dict
+from ragserve.rag import (
+    Delta,
+    Done,
+    Event,
+    RagPipeline,
+    RagRequest,
+    Retrieved,
+    SearchResult,
+    collect,
+    hit_dict,
+)
 from ragserve.router.models import (
     ChatRequest,
     DocumentsRequest,
@@ -103,22 +113,18 @@ class RagService:
         return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
 
     # ---- RAG query ------------------------------------------------------------------------------------
-    async def start_query(
-        self,
-        question: str,
-        sampling: SamplingConfig,
-        top_k: int | None,
-        where: Filter | None,
-        history: list[dict[str, str]],
-    ) -> tuple[Retrieved, AsyncIterator[Event]]:
-        return await self.pipeline.start(
-            question, sampling, self._top_k(top_k), where, history, uuid.uuid4().hex
+    def _query_request(self, req: QueryRequest) -> RagRequest:
+        s = req.sampling or Sampling()
+        return RagRequest(
+            req.question,
+            self._sampling(s.temperature, s.top_p, s.max_tokens),
+            self._top_k(req.top_k),
+            store_filter(req.filter),
+            request_id=uuid.uuid4().hex,
         )
 
     async def _start_request(self, req: QueryRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
-        s = req.sampling or Sampling()
-        sampling = self._sampling(s.temperature, s.top_p, s.max_tokens)
-        return await self.start_query(req.question, sampling, req.top_k, store_filter(req.filter), [])
+        return await self.pipeline.start(self._query_request(req))
 
     async def query(self, req: QueryRequest) -> dict[str, Any]:
         retrieved, events = await self._start_request(req)
@@ -156,9 +162,7 @@ class RagService:
         yield sse("[DONE]")
 
     # ---- OpenAI-compatible chat ----------------------------------------------------------------------
-    def _chat_inputs(
-        self, req: ChatRequest
-    ) -> tuple[str, list[dict[str, str]], SamplingConfig, Filter | None]:
+    def _chat_request(self, req: ChatRequest) -> RagRequest:
         if req.model and req.model != self.generator.model_name:
             raise ApiError(404, "model_not_found", f"model {req.model!r} is not served here", "model")
         users = [i for i, m in enumerate(req.messages) if m.role == "user" and m.text().strip()]
@@ -180,11 +184,17 @@ class RagService:
             history.insert(0, {"role": "user", "content": f"Operator instructions: {operator}"})
             history.insert(1, {"role": "assistant", "content": "Understood."})
         sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
-        return question, history, sampling, store_filter(req.filter)
+        return RagRequest(
+            question,
+            sampling,
+            self._top_k(req.top_k),
+            store_filter(req.filter),
+            history,
+            uuid.uuid4().hex,
+        )
 
     async def chat(self, req: ChatRequest) -> dict[str, Any]:
-        question, history, sampling, where = self._chat_inputs(req)
-        retrieved, events = await self.start_query(question, sampling, req.top_k, where, history)
+        retrieved, events = await self.pipeline.start(self._chat_request(req))
         text, done = await collect(events)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -205,8 +215,7 @@ class RagService:
         }
 
     async def chat_events(self, req: ChatRequest) -> AsyncIterator[str]:
-        question, history, sampling, where = self._chat_inputs(req)
-        retrieved, events = await self.start_query(question, sampling, req.top_k, where, history)
+        retrieved, events = await self.pipeline.start(self._chat_request(req))
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return self._chat_sse(retrieved, events, include_usage)
 
