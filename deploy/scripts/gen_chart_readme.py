@@ -14,7 +14,6 @@ it documents and no Go tool is needed. Nothing here names a values key: the tabl
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from generated import write_or_check
 
 CHART = Path(__file__).resolve().parents[1] / "helm" / "ragserve"
 README_PATH = CHART / "README.md"
@@ -160,20 +160,9 @@ def render(chart: Path = CHART) -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
     for problem in problems((CHART / "values.yaml").read_text(encoding="utf-8")):
         print(f"warning: {problem}", file=sys.stderr)
-    if "--check" in argv:
-        on_disk = README_PATH.read_text(encoding="utf-8") if README_PATH.exists() else ""
-        if on_disk != text:
-            old, new = on_disk.splitlines(keepends=True), text.splitlines(keepends=True)
-            sys.stdout.writelines(difflib.unified_diff(old, new, str(README_PATH), "generated"))
-            print(f"{README_PATH} is stale: run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    README_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {README_PATH}")
-    return 0
+    return write_or_check({README_PATH: render()}, argv, Path(__file__).name)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generated import write_or_check
+
 CHART = Path(__file__).resolve().parents[1] / "helm" / "ragserve"
 OUT = CHART / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -557,19 +559,7 @@ def outputs() -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    stale = []
-    for path, text in outputs().items():
-        if "--check" in argv:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(path.name)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(CHART.parents[2])}")
-    if stale:
-        print(f"stale (run deploy/scripts/{Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(outputs(), argv, Path(__file__).name)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,13 @@ Two sources, so the schema cannot drift from either:
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from gen_chart_readme import comments
+from generated import write_or_check
 
 CHART = Path(__file__).resolve().parents[1] / "helm" / "ragserve"
 SCHEMA_PATH = CHART / "values.schema.json"
@@ -147,34 +148,12 @@ MILVUS_URI = {
 
 
 def values_docs(text: str) -> dict[str, str]:
-    """`# --` comments of values.yaml by dotted key path (continuation lines are plain `#` lines)."""
-    docs: dict[str, str] = {}
-    stack: list[tuple[int, str]] = []
-    pending: list[str] | None = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("# --"):
-            pending = [stripped[4:].strip()]
-            continue
-        if stripped.startswith("#") and pending is not None:
-            pending.append(stripped[1:].strip())
-            continue
-        m = re.match(r"^( *)([A-Za-z0-9_.\-/]+):", line)
-        if not m or stripped.startswith("- "):
-            pending = None if stripped else pending
-            continue
-        indent = len(m.group(1))
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        if any(key in FREEFORM for _, key in stack):
-            pending = None
-            continue
-        stack.append((indent, m.group(2)))
-        path = ".".join(key for _, key in stack)
-        if pending is not None:
-            docs[path] = " ".join(pending)
-        pending = None
-    return docs
+    """`# --` comments by dotted key path (the README's parser); the insides of free-form maps left out."""
+    return {
+        ".".join(c.path): c.text
+        for c in comments(text)
+        if c.path and not any(key in FREEFORM for key in c.path[:-1])
+    }
 
 
 def leaf_paths(node: Any, prefix: str = "") -> list[str]:
@@ -275,15 +254,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if SCHEMA_PATH.read_text(encoding="utf-8") != text:
-            print(f"{SCHEMA_PATH} is stale: run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
-    return 0
+    return write_or_check({SCHEMA_PATH: render()}, argv, Path(__file__).name)
 
 
 if __name__ == "__main__":

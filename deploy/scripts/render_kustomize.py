@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from generated import write_or_check
 
 DEPLOY = Path(__file__).resolve().parents[1]
 REPO = DEPLOY.parent
@@ -72,18 +73,7 @@ def outputs() -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    stale = []
-    for path, text in outputs().items():
-        if "--check" in argv:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(str(path.relative_to(REPO)))
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO)}")
-    if stale:
-        print("stale (run deploy/scripts/render_kustomize.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(outputs(), argv, Path(__file__).name)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ NAMESPACE = "ragserve"
 
 
 def load_script(name: str) -> ModuleType:
-    """Import one of deploy/scripts/*.py (they are scripts, not a package)."""
+    """Import one of deploy/scripts/*.py (they are scripts, not a package; they import their siblings)."""
+    if str(DEPLOY / "scripts") not in sys.path:
+        sys.path.insert(0, str(DEPLOY / "scripts"))
     path = DEPLOY / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"deploy_{name}", path)
     assert spec and spec.loader

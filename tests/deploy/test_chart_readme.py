@@ -91,6 +91,7 @@ def test_check_fails_on_a_stale_readme_and_generation_repairs_it(tmp_path: Path)
     script = tmp_path / "deploy" / "scripts" / SCRIPT.name
     script.parent.mkdir(parents=True)
     shutil.copy2(SCRIPT, script)
+    shutil.copy2(SCRIPT.parent / "generated.py", script.parent)
     chart = tmp_path / "deploy" / "helm" / "ragserve"
     shutil.copytree(CHART, chart)
     assert check(script).returncode == 0
