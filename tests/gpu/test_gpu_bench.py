@@ -32,7 +32,10 @@ def test_gpu_bench_measures_all_four_ratios(tmp_path: Path, corpus_dir: Path) ->
     env = {**os.environ, "RAGSERVE_HOME": str(tmp_path / "home")}  # the generated GPU model goes here
     subprocess.run(cmd, cwd=REPO / "load-tests", env=env, check=True, timeout=1500)
     report = json.loads(out.read_text())
-    assert report["a_embedder"]["ratio_pool_over_raw"] > 0
+    embedder = report["a_embedder"]
+    assert embedder["pool_texts_per_s"] > 0 and embedder["raw_best_texts_per_s"] > 0
+    expected = embedder["pool_texts_per_s"] / embedder["raw_best_texts_per_s"]
+    assert embedder["ratio_pool_over_raw"] == pytest.approx(expected, abs=0.001)  # the figure is its ratio
     assert report["b_search"]["served"]["errors"] == 0
     assert report["c_query"]["served"]["errors"] == 0 and report["c_query"]["raw_vllm_server"]["errors"] == 0
     assert report["d_ingestion"]["chunks"] > 0
