@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from ragserve.ingest.chunker import StructuredSplitter
 from ragserve.ingest.loaders import LoaderError, load_document
 
 HTML = b"""<!doctype html><html><head><title>HNSW parameters</title><style>.x{color:red}</style>
@@ -26,6 +27,30 @@ def test_html_strips_navigation_and_markup(tmp_path: Path) -> None:
         assert noise not in doc.text
 
 
+def test_html_headings_become_atx_lines_and_pre_blocks_fenced_code(tmp_path: Path) -> None:
+    html = b"""<html><head><title>Search</title></head><body><nav>Docs menu</nav><main>
+    <h1>Vector <em>search</em><a class="headerlink" href="#s">\xc2\xb6</a></h1><p>Search the <b>index</b>.</p>
+    <h3>Python example</h3><pre><code class="language-python">def search(q):
+        return  client.search(q)
+
+
+    print("```")</code></pre><p>Inline <code>top_k</code> stays in its line.</p></main></body></html>"""
+    doc = load_document(write(tmp_path, "search.html", html))
+    assert doc.title == "Search"
+    assert "Docs menu" not in doc.text
+    lines = doc.text.split("\n")
+    assert "# Vector search" in lines and "### Python example" in lines
+    code = '````python\ndef search(q):\n        return  client.search(q)\n\n    print("```")\n````'
+    assert code in doc.text  # indentation and spacing kept; the fence is longer than the ``` inside
+    assert "\ntop_k\n" in doc.text  # inline code is text, not a fenced block
+    chunks = StructuredSplitter(512, 51).split(doc.text, doc.title)
+    assert [c.breadcrumb for c in chunks] == [
+        "Search > Vector search",
+        "Search > Vector search > Python example",
+    ]
+    assert code in chunks[1].text
+
+
 def test_markdown_front_matter_title_and_layout_tags(tmp_path: Path) -> None:
     lines = ["---", "id: index.md", "title: In-memory Index", "---", "", "# Heading", ""]
     lines += ['<div class="alert note">', "A note.", "</div>", "", "Use `List<String>`.", ""]
@@ -40,6 +65,12 @@ def test_markdown_front_matter_title_and_layout_tags(tmp_path: Path) -> None:
 def test_markdown_title_falls_back_to_heading(tmp_path: Path) -> None:
     doc = load_document(write(tmp_path, "page.md", b"Intro\n\n# The Heading\n\nBody\n"))
     assert doc.title == "The Heading"
+
+
+def test_blank_lines_collapse_without_losing_code_indentation(tmp_path: Path) -> None:
+    md = b"```python\ndef f():\n    x = 1\n   \n\n\n    return x\n```\n"
+    doc = load_document(write(tmp_path, "code.md", md))
+    assert doc.text == "```python\ndef f():\n    x = 1\n\n    return x\n```"
 
 
 def test_text_file_and_whitespace_cleanup(tmp_path: Path) -> None:

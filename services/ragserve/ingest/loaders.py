@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 
 # Elements that carry site chrome rather than content.
 _HTML_NOISE = (
@@ -23,12 +23,13 @@ _HTML_NOISE = (
     "button",
     "iframe",
 )
+_HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 # Layout tags that documentation Markdown embeds; code such as `List<String>` is left alone.
 _MD_LAYOUT_TAGS = re.compile(
     r"</?(div|span|p|br|img|a|table|thead|tbody|tr|td|th|sup|sub|details|summary)\b[^>]*>", re.I
 )
-_BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*)+")
+_BLANK_RUNS = re.compile(r"\n{3,}")  # after rstrip; keeps the indentation of the next line
 
 
 class LoaderError(ValueError):
@@ -105,8 +106,29 @@ def _load_html(raw: bytes, path: Path) -> Document:
     if not title:
         h1 = body.find("h1")
         title = h1.get_text(" ", strip=True) if h1 else path.stem
+    code_blocks = _mark_code_and_headings(body)
     lines = (" ".join(s.split()) for s in body.get_text("\n").split("\n"))
-    return Document("\n".join(lines), title)
+    return Document("\n".join(code_blocks.get(line, line) for line in lines), title)
+
+
+def _mark_code_and_headings(body: Tag | BeautifulSoup) -> dict[str, str]:
+    """Turn h1..h6 into Markdown ATX heading lines, and <pre> (or multi-line <code>) into placeholder lines
+    mapped to their fenced code blocks, whose whitespace the line clean-up would otherwise collapse."""
+    blocks: dict[str, str] = {}
+    for el in body.find_all(["pre", "code"]):
+        code = el.get_text().strip("\n")
+        if el.find_parent("pre") or (el.name == "code" and "\n" not in code.strip()):
+            continue  # inside a <pre> already, or inline code
+        classes = [c for tag in (el, el.find("code")) if tag for c in tag.get("class") or []]
+        lang = next((c.removeprefix("language-") for c in classes if c.startswith("language-")), "")
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", code)), default=0))
+        placeholder = f"\x00{len(blocks)}\x00"  # NUL: not in HTML text
+        blocks[placeholder] = f"{fence}{lang}\n{code}\n{fence}"
+        el.replace_with(f"\n\n{placeholder}\n\n")
+    for el in body.find_all(_HTML_HEADINGS):
+        text = " ".join(el.get_text(" ").replace("\u00b6", " ").split())  # ¶: permalink of Sphinx/MkDocs
+        el.replace_with(f"\n\n{'#' * int(el.name[1])} {text}\n\n" if text else "\n")
+    return blocks
 
 
 def _load_pdf(path: Path, raw: bytes) -> Document:
