@@ -129,6 +129,21 @@ OVERVIEW = [
         ],
     ),
     Panel(
+        "Abstentions (questions the documents do not cover)",
+        "Questions answered 'not covered by the documents' without calling the generator, because the best "
+        "chunk's similarity was below retrieval.min_relevance (ragserve_abstentions_total), per second and "
+        "as a share of RAG requests.",
+        [
+            (rate("ragserve_abstentions_total", NSD), "abstained/s"),
+            (
+                rate("ragserve_abstentions_total", NSD)
+                + " / "
+                + rate("ragserve_requests_total", NSD + ', route=~"/v1/(query|chat/completions)"'),
+                "share of RAG requests",
+            ),
+        ],
+    ),
+    Panel(
         "Ingestion (documents and chunks per second)",
         "Documents written to the store and chunks embedded and written "
         "(ragserve_ingested_documents_total, ragserve_ingested_chunks_total).",

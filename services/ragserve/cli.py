@@ -40,7 +40,7 @@ class ModelLoadError(RuntimeError):
 def open_store(cfg: AppConfig):  # -> MilvusStore
     from ragserve.store.milvus import MilvusStore
 
-    return MilvusStore(cfg.store)
+    return MilvusStore.for_app(cfg)
 
 
 def open_encoder(cfg: AppConfig):  # -> Encoder
@@ -75,7 +75,8 @@ def open_search(cfg: AppConfig):  # -> (query embedder, MilvusStore)
 def open_retriever(cfg: AppConfig):  # -> Retriever
     from ragserve.rag import Retriever
 
-    return Retriever(*open_search(cfg))
+    embed_queries, store = open_search(cfg)
+    return Retriever(embed_queries, store, cfg.retrieval)
 
 
 def _print_json(obj: Any) -> None:
@@ -85,6 +86,7 @@ def _print_json(obj: Any) -> None:
 # ---- commands -------------------------------------------------------------------------------------------
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.ingest.pipeline import IngestError, Ingestor
+    from ragserve.store.milvus import SchemaMismatchError
 
     progress = None
     bar: Any = None
@@ -98,11 +100,15 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     store = open_store(cfg)
+    if args.rebuild and store.has_collection():
+        chunks = store.count()
+        store.drop()
+        print(f"rebuild: dropped collection {cfg.store.collection!r} ({chunks} chunks)", file=sys.stderr)
     try:
         report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
             Path(args.path), base_url=args.base_url, prune=args.prune, progress=progress
         )
-    except IngestError as err:
+    except (IngestError, SchemaMismatchError) as err:
         raise CliError(str(err), EXIT_USAGE) from None
     finally:
         if bar is not None:
@@ -169,6 +175,7 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
                 "timings": answer.timings,
                 "finish_reason": answer.finish_reason,
                 "contexts_dropped": answer.contexts_dropped,
+                "grounded": answer.grounded,
                 "model": generator.model_name,
             }
         )
@@ -192,19 +199,33 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
         items = load_eval_file(Path(args.file))
     except EvalFileError as err:
         raise CliError(str(err)) from None
-    report = asyncio.run(evaluate(open_retriever(cfg), items, args.k))
-    if args.json:
-        data = report.as_dict()
+    from ragserve.rag import Retriever
+
+    modes = [m.strip() for m in (args.compare or cfg.retrieval.mode).split(",") if m.strip()]
+    unknown = [m for m in modes if m not in ("dense", "hybrid")]
+    if unknown:
+        raise CliError(f"--compare: unknown retrieval mode(s) {', '.join(unknown)}; use dense and/or hybrid")
+    embed_queries, store = open_search(cfg)
+    reports = {}
+    for mode in modes:  # every mode on the same collection and questions
+        retriever = Retriever(embed_queries, store, cfg.retrieval.model_copy(update={"mode": mode}))
+        reports[mode] = asyncio.run(evaluate(retriever, items, args.k)).as_dict()
         if not args.details:
-            data.pop("per_question")
-        _print_json(data)
+            reports[mode].pop("per_question")
+    main = reports[modes[0]]
+    if args.json:
+        _print_json({**main, "mode": modes[0], **({"modes": reports} if args.compare else {})})
         return EXIT_OK
-    print(
-        f"k={report.k} n={report.n}: recall@{report.k} {report.recall_at_k:.3f}, "
-        f"hit rate@{report.k} {report.hit_rate_at_k:.3f}, MRR {report.mrr:.3f}"
-    )
-    if report.no_gold:
-        print(f"left out (no gold sources): {', '.join(report.no_gold)}")
+    for mode, r in reports.items():
+        a = r["abstention"]
+        print(
+            f"{mode:>6}: k={r['k']} n={r['n']}: recall@{r['k']} {r['recall_at_k']:.3f}, hit rate@{r['k']} "
+            f"{r['hit_rate_at_k']:.3f}, MRR {r['mrr']:.3f}, nDCG@{r['k']} {r['ndcg_at_k']:.3f}; search p50 "
+            f"{r['latency_ms']['p50']:.1f} ms; abstained {a['unanswerable_abstained']}/{a['unanswerable']} "
+            f"unanswerable, {a['answerable_abstained']} answerable"
+        )
+    if main["no_gold_sources"]:
+        print(f"scored for abstention only (no gold sources): {', '.join(main['no_gold_sources'])}")
     return EXIT_OK
 
 
@@ -300,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prune", action="store_true", help="delete chunks of files that are no longer under PATH"
     )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the collection first and ingest PATH into a new one (e.g. to add the BM25 field)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_ingest)
 
@@ -322,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_positive, default=5)
     p.add_argument("--json", action="store_true")
     p.add_argument("--details", action="store_true", help="with --json, include per-question rankings")
+    p.add_argument(
+        "--compare",
+        metavar="MODES",
+        help="score several retrieval modes on the same collection, e.g. dense,hybrid (JSON: `modes`)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(

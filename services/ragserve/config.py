@@ -267,11 +267,60 @@ DEFAULT_SYSTEM_PROMPT = (
 
 class PromptConfig(_Section):
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1, description="System message.")
+    not_covered_answer: str = Field(
+        "The documents do not cover this question.",
+        min_length=1,
+        description="The answer when retrieval finds nothing relevant (retrieval.min_relevance): sent "
+        "without calling the generator, marked grounded: false.",
+    )
     top_k: int = Field(5, ge=1, le=100, description="Chunks retrieved per question by default.")
+
+
+class RetrievalConfig(_Section):
+    """How chunks are found: dense vectors only, or dense + Milvus BM25 full-text search fused in one call."""
+
+    mode: Literal["dense", "hybrid"] = Field(
+        "hybrid",
+        description="dense: the embedder's vectors only; hybrid: dense + BM25 (Milvus' built-in function on "
+        "the chunk text and its headings) in one hybrid_search call, fused by `fusion`.",
+    )
+    fusion: Literal["rrf", "weighted"] = Field(
+        "rrf",
+        description="rrf: reciprocal rank fusion (rank-only, no score scales to tune); weighted: scores.",
+    )
+    rrf_k: int = Field(
+        60, ge=1, le=1000, description="RRF's k: 1/(k + rank) per list; larger flattens ranks."
+    )
+    dense_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="weighted fusion: the dense list's weight (BM25 gets the rest)."
+    )
+    candidates: int = Field(
+        50, ge=1, le=1000, description="Candidates each list contributes before fusion (at least top_k)."
+    )
+    max_chunks_per_source: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Keep at most this many chunks of one source in the top_k (more sources, broader "
+        "context); the ranking is drawn from `candidates` chunks. null: no limit.",
+    )
+    min_relevance: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Abstain (answer that the documents do not cover the question, without calling the "
+        "generator) when the best retrieved chunk's cosine similarity to the question is below this; null: "
+        "never. Calibrated per embedder (docs/retrieval.md).",
+    )
 
 
 class IngestConfig(_Section):
     chunk_size: int = Field(512, ge=32, le=16_000, description="Maximum characters per chunk.")
+    chunker: Literal["recursive", "structured"] = Field(
+        "recursive",
+        description="recursive: the walkthrough's character splitter; structured: sections and paragraphs, "
+        "fenced code kept whole, each chunk with its heading breadcrumb (Title > Section > Subsection).",
+    )
     chunk_overlap: int | None = Field(
         None, ge=0, description="Characters shared by neighbouring chunks (default: 10% of chunk_size)."
     )
@@ -357,6 +406,7 @@ class AppConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Milvus vector store.")
     generator: GeneratorConfig = Field(description="vLLM generator.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt building.")
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Dense or hybrid search.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Document ingestion.")
     router: RouterConfig = Field(description="HTTP API (Serve ingress).")
 

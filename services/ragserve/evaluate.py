@@ -1,8 +1,11 @@
-"""Retrieval evaluation: recall@k and MRR of gold sources over a JSONL question set."""
+"""Retrieval evaluation: recall@k, hit rate, MRR and nDCG@k of gold sources over a JSONL question set, per
+question kind, with search latency; questions without gold sources score abstention."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +28,18 @@ class EvalItem:
 
 @dataclass
 class EvalReport:
+    """Retrieval quality of one retrieval mode over a question set (questions without gold sources are
+    scored for abstention only)."""
+
     k: int
     n: int
     recall_at_k: float
     hit_rate_at_k: float
     mrr: float
+    ndcg_at_k: float = 0.0
+    per_kind: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    abstention: dict[str, Any] = field(default_factory=dict)
     no_gold: list[str] = field(default_factory=list)
     per_question: list[dict[str, Any]] = field(default_factory=list)
 
@@ -40,6 +50,10 @@ class EvalReport:
             "recall_at_k": round(self.recall_at_k, 4),
             "hit_rate_at_k": round(self.hit_rate_at_k, 4),
             "mrr": round(self.mrr, 4),
+            "ndcg_at_k": round(self.ndcg_at_k, 4),
+            "per_kind": self.per_kind,
+            "latency_ms": self.latency_ms,
+            "abstention": self.abstention,
             "no_gold_sources": self.no_gold,
             "per_question": self.per_question,
         }
@@ -87,20 +101,87 @@ def score_ranking(retrieved: Sequence[str], gold: Sequence[str]) -> tuple[float,
     return len(found) / len(gold), bool(found), (1.0 / first if first else 0.0)
 
 
+def ndcg(retrieved: Sequence[str], gold: Sequence[str]) -> float:
+    """nDCG with binary gains: each gold source counts once, at the first chunk that matches it."""
+    credited: set[str] = set()
+    dcg = 0.0
+    for rank, source in enumerate(retrieved, 1):
+        new = next((g for g in gold if g not in credited and matches(source, g)), None)
+        if new is not None:
+            credited.add(new)
+            dcg += 1.0 / math.log2(rank + 1)
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(gold), len(retrieved)) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 async def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> EvalReport:
-    recall_sum = hit_sum = rr_sum = 0.0
-    n = 0
-    no_gold, per_question = [], []
+    """Score one retriever; ``retriever.covers`` decides abstention (retrieval.min_relevance)."""
+    rows: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    no_gold: list[str] = []
+    unanswerable_best: dict[str, float] = {}  # best cosine per unanswerable question (calibration)
+    abstained_unanswerable = abstained_answerable = 0
     for item in items:
+        started = time.perf_counter()
+        hits = (await retriever.search(item.question, k)).hits
+        latencies.append((time.perf_counter() - started) * 1000)
+        covered = retriever.covers(hits)
+        best = round(max((h.similarity for h in hits), default=0.0), 4)
         if not item.gold_sources:
             no_gold.append(item.id)
+            unanswerable_best[item.id] = best
+            abstained_unanswerable += not covered
             continue
-        ranked = [h.source for h in (await retriever.search(item.question, k)).hits]
+        abstained_answerable += not covered
+        ranked = [h.source for h in hits]
         recall, hit, rr = score_ranking(ranked, item.gold_sources)
-        n += 1
-        recall_sum, hit_sum, rr_sum = recall_sum + recall, hit_sum + hit, rr_sum + rr
-        per_question.append(
-            {"id": item.id, "kind": item.kind, "recall": recall, "rr": rr, "retrieved": ranked}
+        rows.append(
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "recall": recall,
+                "hit": hit,
+                "rr": rr,
+                "ndcg": ndcg(ranked, item.gold_sources),
+                "best_similarity": best,
+                "retrieved": ranked,
+            }
         )
-    div = max(n, 1)
-    return EvalReport(k, n, recall_sum / div, hit_sum / div, rr_sum / div, no_gold, per_question)
+
+    def summary(subset: Sequence[dict[str, Any]]) -> dict[str, float]:
+        return {
+            "n": len(subset),
+            "recall_at_k": round(_mean([r["recall"] for r in subset]), 4),
+            "hit_rate_at_k": round(_mean([float(r["hit"]) for r in subset]), 4),
+            "mrr": round(_mean([r["rr"] for r in subset]), 4),
+            "ndcg_at_k": round(_mean([r["ndcg"] for r in subset]), 4),
+        }
+
+    kinds = sorted({r["kind"] for r in rows})
+    ordered = sorted(latencies)
+    return EvalReport(
+        k=k,
+        n=len(rows),
+        recall_at_k=_mean([r["recall"] for r in rows]),
+        hit_rate_at_k=_mean([float(r["hit"]) for r in rows]),
+        mrr=_mean([r["rr"] for r in rows]),
+        ndcg_at_k=_mean([r["ndcg"] for r in rows]),
+        per_kind={kind: summary([r for r in rows if r["kind"] == kind]) for kind in kinds},
+        latency_ms={
+            "p50": round(ordered[len(ordered) // 2], 2) if ordered else 0.0,
+            "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 2) if ordered else 0.0,
+        },
+        abstention={
+            "min_relevance": retriever.cfg.min_relevance,
+            "unanswerable": len(no_gold),
+            "unanswerable_abstained": abstained_unanswerable,
+            "answerable_abstained": abstained_answerable,
+            "unanswerable_best_similarity": unanswerable_best,
+        },
+        no_gold=no_gold,
+        per_question=rows,
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ragserve.config import AppConfig, SamplingConfig
+from ragserve.config import AppConfig, RetrievalConfig, SamplingConfig
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
 from ragserve.limits import check_question, check_top_k
@@ -64,6 +64,7 @@ class Retrieved:
     hits: list[Hit]
     timings: dict[str, float]
     contexts_dropped: int
+    grounded: bool = True  # False: nothing relevant was found, the answer says so (no generation)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Answer:
     timings: dict[str, float]
     finish_reason: str | None = None
     contexts_dropped: int = 0
+    grounded: bool = True
 
 
 def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:
@@ -103,10 +105,26 @@ def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:
     return out
 
 
+def cap_per_source(hits: Sequence[Hit], per_source: int | None, top_k: int) -> list[Hit]:
+    """The first top_k hits, keeping at most ``per_source`` of any one source (order kept)."""
+    if per_source is None:
+        return list(hits[:top_k])
+    kept: list[Hit] = []
+    seen: dict[str, int] = {}
+    for hit in hits:
+        if seen.get(hit.source, 0) < per_source:
+            seen[hit.source] = seen.get(hit.source, 0) + 1
+            kept.append(hit)
+            if len(kept) == top_k:
+                break
+    return kept
+
+
 class Retriever:
-    def __init__(self, embed_queries: QueryEmbedder, store: MilvusStore):
+    def __init__(self, embed_queries: QueryEmbedder, store: MilvusStore, cfg: RetrievalConfig | None = None):
         self.embed_queries = embed_queries
         self.store = store
+        self.cfg = cfg or RetrievalConfig(mode="dense")
 
     async def search(self, query: str, top_k: int, where: Filter | None = None) -> SearchResult:
         query = check_question(query, "query")
@@ -116,19 +134,54 @@ class Retriever:
         embed_ms = _ms(t0)
         t1 = time.perf_counter()
         # pymilvus is synchronous: keep the event loop free for other requests.
-        hits = (await asyncio.to_thread(self.store.search, vector, top_k, where))[0]
+        hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where)
         timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
         metrics.observe_stages(timings, ("embed", "search"))
         metrics.RETRIEVED_CHUNKS.observe(len(hits))
         return SearchResult(hits, timings)
 
+    def covers(self, hits: Sequence[Hit]) -> bool:
+        """Whether the documents cover the question: the best chunk's cosine similarity to it reaches
+        retrieval.min_relevance. The dense similarity, not the fused score: RRF scores are rank-only and
+        say nothing about relevance (docs/retrieval.md)."""
+        threshold = self.cfg.min_relevance
+        return threshold is None or any(h.similarity >= threshold for h in hits)
+
+    def _search(self, query: str, vector: np.ndarray, top_k: int, where: Filter | None) -> list[Hit]:
+        c = self.cfg
+        # With a per-source cap the ranking is drawn from more chunks than it returns (4 x top_k: a cap
+        # of 2 rarely needs more, and every hit returned carries its vector back from Milvus).
+        limit = min(max(top_k, c.candidates), 4 * top_k) if c.max_chunks_per_source else top_k
+        if c.mode == "dense":
+            hits = self.store.search(vector[None, :], limit, where)[0]
+        else:
+            hits = self.store.hybrid_search(
+                vector,
+                query,
+                limit,
+                where,
+                candidates=c.candidates,
+                fusion=c.fusion,
+                rrf_k=c.rrf_k,
+                dense_weight=c.dense_weight,
+            )
+        return cap_per_source(hits, c.max_chunks_per_source, top_k)
+
 
 class RagPipeline:
-    def __init__(self, retriever: Retriever, generator: TextGenerator, prompt: PromptBuilder, top_k: int):
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: TextGenerator,
+        prompt: PromptBuilder,
+        top_k: int,
+        not_covered_answer: str = "The documents do not cover this question.",
+    ):
         self.retriever = retriever
         self.generator = generator
         self.prompt = prompt
         self.top_k = top_k
+        self.not_covered_answer = not_covered_answer
 
     async def stream(self, req: RagRequest) -> AsyncIterator[Event]:
         """Yield Retrieved, a Delta per generated piece, then Done; bad input raises before any event."""
@@ -136,6 +189,10 @@ class RagPipeline:
         question = check_question(req.question)
         sampling = req.sampling
         found = await self.retriever.search(question, req.top_k or self.top_k, req.where)
+        if not self.retriever.covers(found.hits):
+            async for event in self._not_covered(found, started):
+                yield event
+            return
         t_prompt = time.perf_counter()
         built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
@@ -161,6 +218,15 @@ class RagPipeline:
         metrics.TOKENS.inc(completion_tokens, direction="out")
         yield Done(usage, timings, finish)
 
+    async def _not_covered(self, found: SearchResult, started: float) -> AsyncIterator[Event]:
+        """Abstain: say the documents do not cover the question, without calling the generator."""
+        metrics.ABSTENTIONS.inc()
+        timings = {**found.timings, "prompt_ms": 0.0}
+        yield Retrieved(found.hits, dict(timings), 0, grounded=False)
+        yield Delta(self.not_covered_answer)
+        timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=_ms(started))
+        yield Done({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, timings, "stop")
+
     async def start(self, req: RagRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
         """Run retrieval and prompt building now (bad input fails here, before any stream starts);
         return what was retrieved and the remaining generation events."""
@@ -173,7 +239,13 @@ class RagPipeline:
         retrieved, events = await self.start(req)
         text, done = await collect(events)
         return Answer(
-            text, retrieved.hits, done.usage, done.timings, done.finish_reason, retrieved.contexts_dropped
+            text,
+            retrieved.hits,
+            done.usage,
+            done.timings,
+            done.finish_reason,
+            retrieved.contexts_dropped,
+            retrieved.grounded,
         )
 
 
@@ -189,7 +261,8 @@ def build_pipeline(
     ``embed_queries`` is ``local_query_embedder(Encoder)`` in-process or the embedder pool's adapter in the
     router; ``tokenizer`` is the generator model's (prompts are built and trimmed in token ids)."""
     prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
-    return RagPipeline(Retriever(embed_queries, store), generator, prompt, cfg.prompt.top_k)
+    retriever = Retriever(embed_queries, store, cfg.retrieval)
+    return RagPipeline(retriever, generator, prompt, cfg.prompt.top_k, cfg.prompt.not_covered_answer)
 
 
 async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:

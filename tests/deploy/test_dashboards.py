@@ -92,7 +92,7 @@ def test_dashboard_model(name: str) -> None:
     assert d["uid"] == name and d["title"].startswith("ragserve / ") and "ragserve" in d["tags"]
     assert 39 <= d["schemaVersion"] < 42
     panels = d["panels"]
-    assert 6 <= len(panels) <= 12
+    assert 6 <= len(panels) <= 14  # one screen or two: more means a dashboard to split
     assert len({p["id"] for p in panels}) == len(panels)
     for p in panels:
         g = p["gridPos"]

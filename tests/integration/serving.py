@@ -23,6 +23,7 @@ BASE = f"http://127.0.0.1:{PORT}"
 API_KEY = "test-key-0123"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 QUESTION = "What do the parameters for HNSW mean?"
+OFF_TOPIC = "What is a good substitute for buttermilk in pancakes?"  # the docs cannot cover it
 MILVUS_TIMEOUT_S = 3.0
 # Pages of the Milvus docs the app serves (gold pages of several dev questions and neighbours).
 PAGES = ("reference/index.md", "reference/metric.md", "reference/consistency.md", "about/limitations.md")

@@ -143,16 +143,17 @@ def test_source_filter_helpers_on_real_milvus(store, encoder) -> None:
     store.ensure_collection(encoder.dim, encoder.model_name)
     records = [
         ChunkRecord(f"id{i}", src, "t", f"text {i}", 0, "h")
-        for i, src in enumerate(["a/x.md", "a/y.md", "b/z.md", 'q"uote.md'])
+        for i, src in enumerate(["a/x.md", "a/y.md", "b/z.md", 'q"uote.md', "a_b/u.md", "axb/v.md"])
     ]
     store.upsert(records, encoder.embed_documents([r.chunk for r in records]))
     assert store.count(Filter(source_prefix="a/")) == 2
     assert store.count(Filter(source_prefix="a%")) == 0  # % is a literal, not a wildcard
+    assert store.count(Filter(source_prefix="a_b/")) == 1  # _ is a literal too (axb/ does not match)
     assert store.count(Filter(('q"uote.md',))) == 1
     assert store.count(Filter(("a/x.md", "b/z.md"), source_prefix="a/")) == 1  # both: and
     store.delete(Filter(("b/z.md",)))
-    assert store.count() == 3
+    assert store.count() == 5
     assert store.count(Filter(("b/z.md",))) == 0
     with pytest.raises(ValueError, match="non-empty filter"):
         store.delete(Filter())  # never the whole collection by accident
-    assert store.count() == 3
+    assert store.count() == 5

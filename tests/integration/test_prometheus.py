@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.deploy import promql
-from tests.integration.serving import AUTH, BASE, QUESTION, Served, post
+from tests.integration.serving import AUTH, BASE, OFF_TOPIC, QUESTION, Served, post
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 NAMESPACE = "ragserve-test"
@@ -128,6 +128,7 @@ def send_traffic() -> dict[str, int]:
     for top_k in (2, 3, 5):
         assert call("/v1/query", {"question": QUESTION, "top_k": top_k}) == 200
     assert call("/v1/query", {"question": QUESTION, "stream": True}) == 200
+    assert call("/v1/query", {"question": OFF_TOPIC}) == 200  # abstains: the abstention panel moves
     chat = {"messages": [{"role": "user", "content": QUESTION}], "stream": True, "max_tokens": 16}
     assert call("/v1/chat/completions", chat) == 200
     assert call("/v1/search", {"query": "", "top_k": 3}) == 422

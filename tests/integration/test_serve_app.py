@@ -22,6 +22,7 @@ from tests.integration.serving import (
     APP,
     AUTH,
     BASE,
+    OFF_TOPIC,
     QUESTION,
     get,
     grow_embedder_pool,
@@ -44,6 +45,24 @@ def test_probes_and_models(served) -> None:
     assert models["object"] == "list" and models["data"][0]["id"] == "generated:tiny-llama"
     spec = get("/openapi.json").json()
     assert {"/v1/query", "/v1/search", "/v1/chat/completions", "/v1/documents"} <= set(spec["paths"])
+
+
+def test_off_topic_question_abstains_without_the_generator(served) -> None:
+    cfg = served.cfg
+    assert cfg.retrieval.min_relevance is not None  # the local profile's calibrated threshold
+    body = post("/v1/query", {"question": OFF_TOPIC}).json()
+    assert body["grounded"] is False and body["answer"] == cfg.prompt.not_covered_answer
+    assert body["usage"]["completion_tokens"] == 0 and body["timings"]["generate_ms"] == 0.0  # no generation
+    assert len(body["sources"]) == cfg.prompt.top_k  # what was found is still shown, marked ungrounded
+    on_topic = post("/v1/query", {"question": QUESTION, "top_k": 2}).json()
+    assert on_topic["grounded"] is True and on_topic["usage"]["completion_tokens"] > 0
+    chat = post("/v1/chat/completions", {"messages": [{"role": "user", "content": OFF_TOPIC}]}).json()
+    assert (
+        chat["grounded"] is False
+        and chat["choices"][0]["message"]["content"] == cfg.prompt.not_covered_answer
+    )
+    text = httpx.get(BASE + "/metrics", timeout=30).text
+    assert "ray_ragserve_abstentions_total{" in text
 
 
 def test_query_returns_answer_sources_usage_timings(served) -> None:

@@ -1,5 +1,7 @@
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,9 +47,79 @@ def test_filter_values_are_quoted_not_injected() -> None:
 
 def test_filters_compile_to_one_expression_with_like_escaped() -> None:
     both = filters.Filter(("a.md", "b.md"), source_prefix="user_guide/50%")
-    assert filters.compile_filter(both) == (
-        '(source in ["a.md", "b.md"]) and (source like "user\\_guide/50\\%%")'
+    # LIKE escapes (\\% \\_) inside a quoted literal: the expression text holds two backslashes each.
+    assert (
+        filters.compile_filter(both)
+        == '(source in ["a.md", "b.md"]) and (source like "user\\\\_guide/50\\\\%%")'
     )
+    with pytest.raises(ValueError, match="source_prefix: backslashes"):
+        filters.Filter(source_prefix="docs\\windows")
     assert filters.compile_filter(None) == "" and filters.compile_filter(filters.Filter()) == ""
     with pytest.raises(ValueError, match="at most 100"):
         filters.Filter(tuple(f"s{i}" for i in range(101)))
+
+
+def test_ndcg_credits_each_gold_source_once_at_its_first_rank() -> None:
+    from ragserve.evaluate import ndcg
+
+    assert ndcg(["a.md", "b.md"], ["a.md", "b.md"]) == pytest.approx(1.0)
+    assert ndcg(["x.md", "a.md"], ["a.md"]) == pytest.approx(1 / math.log2(3))
+    # a second chunk of the same gold page earns nothing: ideal is one hit at rank 1
+    assert ndcg(["a.md", "a.md", "x.md"], ["a.md"]) == pytest.approx(1.0)
+    two_gold_one_found = (1 / math.log2(2)) / (1 / math.log2(2) + 1 / math.log2(3))
+    assert ndcg(["docs/a.md", "x.md"], ["a.md", "b.md"]) == pytest.approx(two_gold_one_found)
+    assert ndcg(["x.md"], ["a.md"]) == 0.0
+
+
+def test_evaluate_scores_kinds_and_abstention() -> None:
+    import asyncio
+
+    from ragserve.config import RetrievalConfig
+    from ragserve.evaluate import EvalItem, evaluate
+    from ragserve.store.milvus import Hit
+
+    class Ranked:
+        """A retriever whose rankings are given: the scoring is under test, not the search."""
+
+        cfg = RetrievalConfig(min_relevance=0.5)
+
+        def __init__(self, rankings: dict[str, list[tuple[str, float]]]):
+            self.rankings = rankings
+
+        async def search(self, question: str, top_k: int) -> Any:
+            hits = [Hit(str(i), s, src, "t", "c", 0, s) for i, (src, s) in enumerate(self.rankings[question])]
+            return type("Result", (), {"hits": hits[:top_k]})
+
+        def covers(self, hits: list[Hit]) -> bool:
+            return any(h.similarity >= 0.5 for h in hits)
+
+    retriever = Ranked(
+        {
+            "q1": [("a.md", 0.9), ("b.md", 0.8)],
+            "q2": [("x.md", 0.7), ("c.md", 0.6)],
+            "q3": [("a.md", 0.4)],  # answerable, but below the threshold: abstained (counted)
+            "off": [("a.md", 0.2)],  # unanswerable and abstained
+            "near": [("a.md", 0.55)],  # unanswerable but answered
+        }
+    )
+    items = [
+        EvalItem("1", "q1", ["a.md"], "factual"),
+        EvalItem("2", "q2", ["c.md", "d.md"], "howto"),
+        EvalItem("3", "q3", ["a.md"], "howto"),
+        EvalItem("4", "off", [], "unanswerable"),
+        EvalItem("5", "near", [], "unanswerable"),
+    ]
+    report = asyncio.run(evaluate(retriever, items, 2))  # type: ignore[arg-type]
+    assert report.n == 3 and report.no_gold == ["4", "5"]
+    assert report.hit_rate_at_k == pytest.approx(1.0)
+    assert report.recall_at_k == pytest.approx((1 + 0.5 + 1) / 3)
+    assert report.mrr == pytest.approx((1 + 0.5 + 1) / 3)
+    assert report.per_kind["howto"]["n"] == 2 and report.per_kind["factual"]["mrr"] == 1.0
+    assert report.abstention == {
+        "min_relevance": 0.5,
+        "unanswerable": 2,
+        "unanswerable_abstained": 1,
+        "answerable_abstained": 1,
+        "unanswerable_best_similarity": {"4": 0.2, "5": 0.55},
+    }
+    assert set(report.latency_ms) == {"p50", "p95"}

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import IngestConfig
+from ragserve.ingest.chunker import Chunk
 from ragserve.ingest.pipeline import (
     IngestError,
     PreparedFile,
@@ -15,7 +16,7 @@ from ragserve.ingest.pipeline import (
 
 
 def prepared(source: str, doc_hash: str, n: int) -> PreparedFile:
-    return PreparedFile(source, "t", doc_hash, [f"chunk {i}" for i in range(n)])
+    return PreparedFile(source, "t", doc_hash, [Chunk(f"chunk {i}", "t") for i in range(n)])
 
 
 def test_plan_skips_unchanged_rewrites_changed_and_prunes_gone() -> None:
@@ -81,3 +82,20 @@ def test_discover_filters_hidden_unsupported_and_large(tmp_path: Path) -> None:
     assert skipped == 2
     with pytest.raises(IngestError, match="does not exist"):
         discover(tmp_path / "nope", IngestConfig())
+
+
+def test_breadcrumbs_reach_the_records_and_the_embedded_text() -> None:
+    from ragserve.ingest.loaders import Document
+    from ragserve.ingest.pipeline import embed_text, make_splitter, prepare_text
+
+    text = "# Guide\n\nIntro.\n\n## Install\n\nRun pip install pymilvus.\n"
+    structured = IngestConfig(chunker="structured")
+    records = prepare_text(Document(text, "Guide"), "g.md", structured, make_splitter(structured)).records()
+    install = next(r for r in records if "pip install" in r.chunk)
+    assert install.breadcrumb == "Guide > Install" and install.chunk.startswith("## Install")
+    assert embed_text(install, with_title=True) == "Guide > Install\n" + install.chunk  # BM25 and the encoder
+    assert embed_text(install, with_title=False) == install.chunk  # what users see stays the original text
+    recursive = IngestConfig()
+    (only,) = prepare_text(Document(text, "Guide"), "g.md", recursive, make_splitter(recursive)).records()
+    assert only.breadcrumb == "Guide"  # the walkthrough's splitter: the title is the whole breadcrumb
+    assert document_hash(text, "Guide", structured) != document_hash(text, "Guide", recursive)

@@ -20,7 +20,7 @@ from urllib.parse import quote as url_quote
 
 from ragserve.config import IngestConfig
 from ragserve.embedder.encoder import DocumentEncoder
-from ragserve.ingest.chunker import RecursiveSplitter
+from ragserve.ingest.chunker import Chunk, RecursiveSplitter, StructuredSplitter
 from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document
 from ragserve.observability import metrics
 from ragserve.store.filters import Filter
@@ -39,14 +39,20 @@ class PreparedFile:
     source: str
     title: str
     doc_hash: str
-    chunks: list[str]
+    chunks: list[Chunk]
 
     def records(self) -> list[ChunkRecord]:
         return [
             ChunkRecord(
-                chunk_id(self.source, self.doc_hash, i), self.source, self.title, text, i, self.doc_hash
+                chunk_id(self.source, self.doc_hash, i),
+                self.source,
+                self.title,
+                c.text,
+                i,
+                self.doc_hash,
+                c.breadcrumb,
             )
-            for i, text in enumerate(self.chunks)
+            for i, c in enumerate(self.chunks)
         ]
 
 
@@ -117,7 +123,7 @@ def chunk_id(source: str, doc_hash: str, index: int) -> str:
 
 
 def document_hash(text: str, title: str, cfg: IngestConfig) -> str:
-    settings = f"{cfg.chunk_size}:{cfg.chunk_overlap}:{cfg.embed_title}"
+    settings = f"{cfg.chunk_size}:{cfg.chunk_overlap}:{cfg.embed_title}:{cfg.chunker}"
     return hashlib.sha256(f"{settings}\x00{title}\x00{text}".encode()).hexdigest()[:32]
 
 
@@ -148,12 +154,24 @@ def source_for(path: Path, root: Path, base_url: str | None) -> str:
     return f"{base_url.rstrip('/')}/{url_quote(rel)}" if base_url else rel
 
 
-def prepare(path: Path, source: str, cfg: IngestConfig, splitter: RecursiveSplitter) -> PreparedFile:
+Splitter = Callable[[str, str], list[Chunk]]  # (text, title) -> chunks with their breadcrumbs
+
+
+def make_splitter(cfg: IngestConfig) -> Splitter:
+    """ingest.chunker: the walkthrough's recursive splitter (breadcrumb = the title) or the structured one."""
+    overlap = cfg.chunk_overlap or 0
+    if cfg.chunker == "structured":
+        return StructuredSplitter(cfg.chunk_size, overlap).split
+    recursive = RecursiveSplitter(cfg.chunk_size, overlap)
+    return lambda text, title: [Chunk(t, title) for t in recursive.split(text)]
+
+
+def prepare(path: Path, source: str, cfg: IngestConfig, splitter: Splitter) -> PreparedFile:
     return prepare_text(load_document(path), source, cfg, splitter)
 
 
-def prepare_text(doc: Document, source: str, cfg: IngestConfig, splitter: RecursiveSplitter) -> PreparedFile:
-    chunks = splitter.split(doc.text)
+def prepare_text(doc: Document, source: str, cfg: IngestConfig, splitter: Splitter) -> PreparedFile:
+    chunks = splitter(doc.text, doc.title)
     if not chunks:
         raise LoaderError("no text content")
     return PreparedFile(source, doc.title, document_hash(doc.text, doc.title, cfg), chunks)
@@ -188,7 +206,8 @@ def _groups(files: Sequence[PreparedFile], size: int) -> Iterator[list[PreparedF
 
 
 def embed_text(record: ChunkRecord, with_title: bool) -> str:
-    return f"{record.title}\n{record.chunk}" if with_title and record.title else record.chunk
+    """The chunk with its breadcrumb (the title, or Title > Section > ...), or the bare chunk."""
+    return record.search_text if with_title else record.chunk
 
 
 class Ingestor:
@@ -199,7 +218,7 @@ class Ingestor:
         self.encoder = encoder
         self.store = store
         self.cfg = cfg
-        self.splitter = RecursiveSplitter(cfg.chunk_size, cfg.chunk_overlap or 0)
+        self.splitter = make_splitter(cfg)
 
     def run(
         self,

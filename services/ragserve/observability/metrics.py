@@ -124,6 +124,12 @@ TOKENS = Counter("ragserve_tokens_total", "Tokens: in = prompt, out = generated"
 RETRIEVED_CHUNKS = Histogram(
     "ragserve_retrieved_chunks", "Chunks retrieved from Milvus per request", ("route",), COUNT_BUCKETS
 )
+ABSTENTIONS = Counter(
+    "ragserve_abstentions_total",
+    "Questions answered 'not covered by the documents' without calling the generator (retrieval below "
+    "retrieval.min_relevance)",
+    ("route",),
+)
 INGESTED_DOCUMENTS = Counter("ragserve_ingested_documents_total", "Documents (files) written to the store")
 INGESTED_CHUNKS = Counter("ragserve_ingested_chunks_total", "Chunks embedded and written to the store")
 EMBEDDER_BATCH_SIZE = Histogram(

@@ -52,10 +52,9 @@ class RouterDeployment:
         self._embedder_handle = embedder
         self._generator_handle = generator
         remote_embedder = await RemoteEmbedder.connect(embedder)
-        store_cfg = cfg.store
-        if lite_server is not None:  # several replicas share one Milvus Lite through its owner's gRPC server
-            store_cfg = store_cfg.model_copy(update={"uri": await lite_server.uri.remote()})
-        self.store = MilvusStore(store_cfg)
+        # Several replicas share one Milvus Lite through its owner's gRPC server.
+        lite_uri = await lite_server.uri.remote() if lite_server is not None else None
+        self.store = MilvusStore.for_app(cfg, lite_uri)
         await asyncio.to_thread(self.store.ensure_collection, remote_embedder.dim, remote_embedder.model_name)
         tokenizer: Any = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
         remote_generator = RemoteGenerator(

@@ -89,6 +89,10 @@ class QueryResponse(BaseModel):
     model: str
     finish_reason: str | None = None
     contexts_dropped: int = 0
+    grounded: bool = Field(
+        True,
+        description="False: nothing relevant was retrieved; the answer says the documents do not cover it.",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -137,6 +137,7 @@ class RagService:
             "model": self.generator.model_name,
             "finish_reason": done.finish_reason,
             "contexts_dropped": retrieved.contexts_dropped,
+            "grounded": retrieved.grounded,
         }
 
     async def query_events(self, req: QueryRequest) -> AsyncIterator[str]:
@@ -145,7 +146,10 @@ class RagService:
         return self._query_sse(retrieved, events)
 
     async def _query_sse(self, retrieved: Retrieved, events: AsyncIterator[Any]) -> AsyncIterator[str]:
-        yield sse({"sources": [hit_dict(h) for h in retrieved.hits], "timings": retrieved.timings}, "sources")
+        sources = [hit_dict(h) for h in retrieved.hits]
+        yield sse(
+            {"sources": sources, "timings": retrieved.timings, "grounded": retrieved.grounded}, "sources"
+        )
         try:
             async for event in events:
                 if isinstance(event, Delta):
@@ -211,6 +215,7 @@ class RagService:
             ],
             "usage": done.usage,
             "sources": [hit_dict(h, with_chunk=False) for h in retrieved.hits],
+            "grounded": retrieved.grounded,
             "timings": done.timings,
         }
 
@@ -235,6 +240,7 @@ class RagService:
         yield chunk(
             {"role": "assistant", "content": ""},
             sources=[hit_dict(h, with_chunk=False) for h in retrieved.hits],
+            grounded=retrieved.grounded,
         )
         try:
             async for event in events:

@@ -35,6 +35,8 @@ class Filter:
             _check_value(s, "sources")
         if self.source_prefix is not None:
             _check_value(self.source_prefix, "source_prefix")
+            if "\\" in self.source_prefix:  # Milvus' LIKE has no escape for a literal backslash
+                raise ValueError("source_prefix: backslashes are not supported in a prefix")
 
     @classmethod
     def of_sources(cls, sources: Iterable[str]) -> Filter:
@@ -50,9 +52,11 @@ def quote(value: str) -> str:
 
 
 def _like_prefix(prefix: str) -> str:
-    """``like`` pattern for a literal prefix: %, _ and quotes escaped."""
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\"')
-    return f'source like "{escaped}%"'
+    """``like`` with a literal prefix: the pattern escapes % and _ (LIKE's wildcards), then the whole
+    pattern is quoted as a string literal, so the expression holds two backslashes before each (Milvus
+    rejects an expression with one)."""
+    pattern = prefix.replace("%", "\\%").replace("_", "\\_") + "%"
+    return f"source like {quote(pattern)}"
 
 
 def _all_of(*exprs: str | None) -> str:

@@ -1,4 +1,11 @@
-"""MilvusStore: one class for Milvus Lite (a *.db file) and a Milvus server (http(s) URI + token)."""
+"""MilvusStore: one class for Milvus Lite (a *.db file) and a Milvus server (http(s) URI + token).
+
+Collections hold, per chunk: the text shown to users, its source and position, the dense vector, and a
+``search_text`` (heading breadcrumb + chunk) that Milvus' BM25 function turns into a sparse vector on insert,
+so hybrid search (dense + BM25, fused by RRF or weights) is one ``hybrid_search`` call on Lite and on a
+Milvus 2.5+ server alike. A collection created before that (no BM25 field) still serves dense search and is
+refused for hybrid with the command that rebuilds it.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    MilvusException,
+    RRFRanker,
+    WeightedRanker,
+)
 
-from ragserve.config import StoreConfig
+from ragserve.config import AppConfig, StoreConfig
 from ragserve.store.filters import Filter, compile_filter, stale_chunks
 
 log = logging.getLogger(__name__)
 
 VECTOR_FIELD = "vector"
+TEXT_FIELD = "search_text"  # breadcrumb + chunk: BM25's input
+SPARSE_FIELD = "sparse"  # BM25 output, filled by Milvus on insert
 OUTPUT_FIELDS = ["source", "title", "chunk", "chunk_index", "doc_hash"]
+# Lowercased words, English stop words removed, Snowball-stemmed. Identifiers survive as tokens: the
+# standard tokenizer keeps `IVF_SQ8` and `io_setup` whole and splits `mmap.enabled` into its words.
+BM25_ANALYZER = {
+    "tokenizer": "standard",
+    "filter": [
+        "lowercase",
+        {"type": "stop", "stop_words": ["_english_"]},
+        {"type": "stemmer", "language": "english"},
+    ],
+}
+REBUILD_HINT = "rebuild it with `ragserve ingest PATH --rebuild`, or set retrieval.mode: dense"
 MAX_CHUNK_BYTES = 65535
 MAX_SOURCE_BYTES = 2048
 MAX_TITLE_BYTES = 1024
@@ -42,16 +71,23 @@ class ChunkRecord:
     chunk: str
     chunk_index: int
     doc_hash: str
+    breadcrumb: str = ""  # "Title > Section > ..." of the chunk (the title alone without structure)
+
+    @property
+    def search_text(self) -> str:
+        """What is embedded and what BM25 indexes: the breadcrumb gives a chunk its context."""
+        return f"{self.breadcrumb}\n{self.chunk}" if self.breadcrumb else self.chunk
 
 
 @dataclass(frozen=True)
 class Hit:
     id: str
-    score: float
+    score: float  # the ranking's own score: cosine (dense), fused RRF or weighted score (hybrid)
     source: str
     title: str
     chunk: str
     chunk_index: int
+    similarity: float = 0.0  # cosine between the query and the chunk vectors, whatever the mode
 
 
 def _lite_locked(path: Path) -> bool:
@@ -68,17 +104,42 @@ def _lite_locked(path: Path) -> bool:
     return False
 
 
+def _hits(found: Iterable[dict[str, Any]], query: np.ndarray) -> list[Hit]:
+    """Milvus results as Hits, each with its cosine similarity to the (normalized) query vector."""
+    hits = []
+    for h in found:
+        entity = h["entity"]
+        vector = np.asarray(entity[VECTOR_FIELD], dtype=np.float32)
+        norm = float(np.linalg.norm(vector) * np.linalg.norm(query)) or 1.0
+        hits.append(
+            Hit(
+                id=str(h["id"]),
+                score=float(h["distance"]),
+                source=entity["source"],
+                title=entity["title"],
+                chunk=entity["chunk"],
+                chunk_index=int(entity["chunk_index"]),
+                similarity=float(np.dot(vector, query)) / norm,
+            )
+        )
+    return hits
+
+
 def _clip(text: str, max_bytes: int) -> str:
     raw = text.encode("utf-8")
     return text if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", errors="ignore")
 
 
 class MilvusStore:
-    def __init__(self, cfg: StoreConfig):
+    def __init__(self, cfg: StoreConfig, *, require_bm25: bool = False):
+        """``require_bm25``: hybrid retrieval is configured, so a collection without the BM25 field is
+        refused (with the command that rebuilds it) instead of silently serving dense results only."""
         if cfg.uri is None:
             raise StoreError("store.uri is not set")
         self.cfg = cfg
         self.collection = cfg.collection
+        self.require_bm25 = require_bm25
+        self.has_sparse = False  # the collection has the BM25 field (known after ensure_collection)
         # The Milvus Lite file (None for a server URI).
         self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
         if self.lite_path is not None:
@@ -99,6 +160,12 @@ class MilvusStore:
                 ) from err
             raise StoreError(f"cannot connect to Milvus at {cfg.uri}: {err}") from err
 
+    @classmethod
+    def for_app(cls, cfg: AppConfig, uri: str | None = None) -> MilvusStore:
+        """The store as the application uses it (``uri`` replaces store.uri, e.g. the Lite owner's)."""
+        store_cfg = cfg.store.model_copy(update={"uri": uri}) if uri else cfg.store
+        return cls(store_cfg, require_bm25=cfg.retrieval.mode == "hybrid")
+
     def _rpc(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call the client; Milvus and transport failures become StoreError naming the operation."""
         try:
@@ -110,7 +177,8 @@ class MilvusStore:
 
     # ---- schema -------------------------------------------------------------------------------------
     def ensure_collection(self, dim: int, embedder_model: str) -> None:
-        """Create the collection, or check that the existing one matches this embedder."""
+        """Create the collection, or check that the existing one matches this embedder (and has the BM25
+        field when ``require_bm25``)."""
         if self.has_collection():
             self._check_compatible(dim, embedder_model)
             self._rpc("load", self.client.load_collection, self.collection)
@@ -125,6 +193,22 @@ class MilvusStore:
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field(
+            TEXT_FIELD,
+            DataType.VARCHAR,
+            max_length=MAX_CHUNK_BYTES,
+            enable_analyzer=True,
+            analyzer_params=BM25_ANALYZER,
+        )
+        schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=[TEXT_FIELD],
+                output_field_names=[SPARSE_FIELD],
+            )
+        )
         index = self.client.prepare_index_params()
         index.add_index(
             field_name=VECTOR_FIELD,
@@ -132,6 +216,7 @@ class MilvusStore:
             metric_type=self.cfg.metric,
             params=dict(self.cfg.index_params),
         )
+        index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self._rpc(
             "create_collection",
             self.client.create_collection,
@@ -146,6 +231,7 @@ class MilvusStore:
             self.collection,
             properties={EMBEDDER_PROPERTY: embedder_model},
         )
+        self.has_sparse = True
         log.info(
             "created collection %s (dim=%d, %s, %s)",
             self.collection,
@@ -157,6 +243,7 @@ class MilvusStore:
     def _check_compatible(self, dim: int, embedder_model: str) -> None:
         desc = self._rpc("describe_collection", self.client.describe_collection, self.collection)
         fields = {f["name"]: f for f in desc.get("fields", [])}
+        self.has_sparse = SPARSE_FIELD in fields and TEXT_FIELD in fields
         vector = fields.get(VECTOR_FIELD)
         if vector is None or "doc_hash" not in fields:
             raise SchemaMismatchError(
@@ -180,6 +267,11 @@ class MilvusStore:
             raise SchemaMismatchError(
                 f"collection {self.collection!r} was built with embedder {have_model!r}, not "
                 f"{embedder_model!r}: vectors from different models cannot be compared"
+            )
+        if self.require_bm25 and not self.has_sparse:
+            raise SchemaMismatchError(
+                f"collection {self.collection!r} has no BM25 field (it was created for dense search only) "
+                f"and retrieval.mode is hybrid: {REBUILD_HINT}"
             )
 
     def _index_metric(self) -> str | None:
@@ -213,6 +305,7 @@ class MilvusStore:
                 "chunk_index": r.chunk_index,
                 "doc_hash": r.doc_hash,
                 VECTOR_FIELD: v,
+                **({TEXT_FIELD: _clip(r.search_text, MAX_CHUNK_BYTES)} if self.has_sparse else {}),
             }
             for r, v in zip(records, vectors.astype(np.float32, copy=False), strict=True)
         ]
@@ -280,33 +373,66 @@ class MilvusStore:
             it.close()
 
     def search(self, vectors: np.ndarray, top_k: int, where: Filter | None = None) -> list[list[Hit]]:
+        """Dense search: one ranking per query vector, scored by the collection's metric."""
+        queries = vectors.astype(np.float32, copy=False)
         results = self._rpc(
             "search",
             self.client.search,
             self.collection,
-            data=[v for v in vectors.astype(np.float32, copy=False)],
+            data=list(queries),
             anns_field=VECTOR_FIELD,
             limit=top_k,
             filter=compile_filter(where),
-            output_fields=OUTPUT_FIELDS,
+            output_fields=[*OUTPUT_FIELDS, VECTOR_FIELD],
             search_params={"metric_type": self.cfg.metric, "params": dict(self.cfg.search_params)},
             consistency_level=self.cfg.consistency_level,
             timeout=self.cfg.timeout_s,
         )
-        return [
-            [
-                Hit(
-                    id=str(h["id"]),
-                    score=float(h["distance"]),
-                    source=h["entity"]["source"],
-                    title=h["entity"]["title"],
-                    chunk=h["entity"]["chunk"],
-                    chunk_index=int(h["entity"]["chunk_index"]),
-                )
-                for h in hits
-            ]
-            for hits in results
+        return [_hits(hits, q) for hits, q in zip(results, queries, strict=True)]
+
+    def hybrid_search(
+        self,
+        vector: np.ndarray,
+        text: str,
+        top_k: int,
+        where: Filter | None = None,
+        *,
+        candidates: int = 50,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        dense_weight: float = 0.5,
+    ) -> list[Hit]:
+        """Dense + BM25 in one call: each list brings ``candidates`` chunks (same filter), fused to top_k."""
+        if not self.has_sparse:
+            raise SchemaMismatchError(f"collection {self.collection!r} has no BM25 field: {REBUILD_HINT}")
+        expr = compile_filter(where)
+        limit = max(candidates, top_k)
+        query = vector.astype(np.float32, copy=False)
+        requests = [
+            AnnSearchRequest(
+                data=[query],
+                anns_field=VECTOR_FIELD,
+                param={"metric_type": self.cfg.metric, "params": dict(self.cfg.search_params)},
+                limit=limit,
+                expr=expr,
+            ),
+            AnnSearchRequest(
+                data=[text], anns_field=SPARSE_FIELD, param={"metric_type": "BM25"}, limit=limit, expr=expr
+            ),
         ]
+        ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(dense_weight, 1.0 - dense_weight)
+        results = self._rpc(
+            "hybrid_search",
+            self.client.hybrid_search,
+            self.collection,
+            requests,
+            ranker=ranker,
+            limit=top_k,
+            output_fields=[*OUTPUT_FIELDS, VECTOR_FIELD],
+            consistency_level=self.cfg.consistency_level,
+            timeout=self.cfg.timeout_s,
+        )
+        return _hits(results[0], query)
 
     def stats(self) -> dict[str, Any]:
         if not self.has_collection():
