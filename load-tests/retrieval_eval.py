@@ -5,11 +5,12 @@ on the dev set and on our own question set (eval/questions.jsonl), same collecti
     .venv/bin/python load-tests/retrieval_eval.py            # -> load-tests/results/retrieval.json
     .venv/bin/python load-tests/retrieval_eval.py --reuse     # keep collections ingested by an earlier run
 
-Variants: `walkthrough` (the notebook's recipe: recursive 512/10 %, the bare chunk embedded), `recursive`
-(ragserve's default before structure: the title embedded with each chunk), `structured` (sections and
-paragraphs, code kept whole, the heading breadcrumb embedded and BM25-indexed). Each chunking change is
-measured on its own; `dense` vs `hybrid` isolates the BM25 list. The per-question best cosine similarity
-(answerable vs unanswerable) is kept for calibrating retrieval.min_relevance.
+Variants: `walkthrough` (the notebook's recipe: recursive 512/10 %, the bare chunk embedded, no per-source
+cap), `recursive-nocap` (the title embedded with each chunk), `recursive` (the same with at most 2 chunks per
+page in the top k, the profile's setting), `structured` (sections and paragraphs, code kept whole, the
+heading breadcrumb embedded and BM25-indexed; cap 2). Each change is measured on its own; `dense` vs
+`hybrid` isolates the BM25 list. `recursive-nocap` reuses `recursive`'s collection. The per-question best
+cosine similarity (answerable vs unanswerable) is kept for calibrating retrieval.min_relevance.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 EVAL_FILES = {"dev": REPO.parent / "shared" / "eval" / "dev.jsonl", "own": REPO / "eval" / "questions.jsonl"}
 VARIANTS = {
-    "walkthrough": {"RAGSERVE__INGEST__CHUNKER": "recursive", "RAGSERVE__INGEST__EMBED_TITLE": "false"},
+    "walkthrough": {
+        "RAGSERVE__INGEST__CHUNKER": "recursive",
+        "RAGSERVE__INGEST__EMBED_TITLE": "false",
+        "RAGSERVE__RETRIEVAL__MAX_CHUNKS_PER_SOURCE": "null",
+    },
+    "recursive-nocap": {
+        "RAGSERVE__INGEST__CHUNKER": "recursive",
+        "RAGSERVE__INGEST__EMBED_TITLE": "true",
+        "RAGSERVE__RETRIEVAL__MAX_CHUNKS_PER_SOURCE": "null",
+    },
     "recursive": {"RAGSERVE__INGEST__CHUNKER": "recursive", "RAGSERVE__INGEST__EMBED_TITLE": "true"},
     "structured": {"RAGSERVE__INGEST__CHUNKER": "structured", "RAGSERVE__INGEST__EMBED_TITLE": "true"},
 }
@@ -50,16 +60,17 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--home", type=Path, default=Path("/tmp/ragserve-retrieval-eval"))
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="walkthrough,recursive,recursive-nocap,structured")
     parser.add_argument("--reuse", action="store_true", help="skip ingestion of collections already there")
     parser.add_argument("--out", type=Path, default=RESULTS / "retrieval.json")
     args = parser.parse_args()
     report: dict[str, Any] = {"machine": machine(), "corpus": str(args.corpus), "k": args.k, "variants": {}}
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        env = {**VARIANTS[name], "RAGSERVE__STORE__COLLECTION": f"eval_{name}"}
+        collection = f"eval_{name.removesuffix('-nocap')}"
+        env = {**VARIANTS[name], "RAGSERVE__STORE__COLLECTION": collection}
         entry: dict[str, Any] = {"settings": VARIANTS[name]}
         stats = json.loads(ragserve(args.home, env, "stats"))
-        if not (args.reuse and stats["exists"]):
+        if not ((args.reuse or name.endswith("-nocap")) and stats["exists"]):
             started = time.perf_counter()
             entry["ingest"] = json.loads(
                 ragserve(args.home, env, "ingest", str(args.corpus), "--rebuild", "--json")

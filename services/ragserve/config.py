@@ -223,6 +223,16 @@ class GeneratorConfig(_Section):
     cpu_kvcache_space_gib: int = Field(
         1, ge=1, le=1024, description="KV-cache size on CPU-only vLLM (VLLM_CPU_KVCACHE_SPACE)."
     )
+    stream_interval_ms: float = Field(
+        20.0,
+        ge=0,
+        le=1000,
+        description="Deltas after the first are coalesced for up to this long into one item crossing the "
+        "Generator -> Router handle (the first token never waits; 0 = one item per delta).",
+    )
+    stream_max_deltas: int = Field(
+        16, ge=1, le=4096, description="At most this many deltas in one coalesced handle item."
+    )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Default sampling params.")
     deployment: ServeOptions = Field(
         description="Generator replicas, autoscaling, admission (each replica holds tensor x pipeline GPUs)."

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import hypothesis
@@ -239,6 +240,28 @@ def test_api_keys_and_body_limit(served) -> None:
     assert httpx.get(BASE + "/healthz").status_code == 200  # probes stay open (cluster network only)
     big = post("/v1/documents", {"documents": [{"source": "big.md", "text": "x" * 70000}]})
     assert big.status_code == 413 and big.json()["error"]["type"] == "request_too_large"
+
+
+def test_generator_coalesces_deltas_into_fewer_handle_items(served) -> None:
+    """Per-token hops vs coalesced batches over the real Generator handle: same text and usage, the first
+    delta alone in its item, and several times fewer items."""
+    from ray import serve
+
+    generator = serve.get_deployment_handle("Generator", APP).options(stream=True)
+    prompt = list(range(10, 60))
+    greedy = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 48}
+
+    def run(interval_ms: float) -> list[list[Any]]:
+        return list(generator.generate.remote(prompt, greedy, None, interval_ms))
+
+    per_delta, coalesced = run(0), run(200)
+    flat = [d for batch in coalesced for d in batch]
+    assert all(len(batch) == 1 for batch in per_delta)
+    assert "".join(d.text for d in flat) == "".join(b[0].text for b in per_delta)
+    assert flat[-1].completion_tokens == per_delta[-1][0].completion_tokens == 48
+    assert flat[-1].finish_reason == per_delta[-1][0].finish_reason
+    assert len(coalesced[0]) == 1  # the first token never waits for the interval
+    assert len(coalesced) * 3 <= len(per_delta), (len(coalesced), len(per_delta))
 
 
 # ---- fuzzing: last in the module (it writes random documents) --------------------------------------------

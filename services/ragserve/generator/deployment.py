@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ragserve.config import GeneratorConfig, SamplingConfig
+from ragserve.generator.coalesce import coalesce
 from ragserve.generator.engine import GenerationDelta, GeneratorError, VLLMGenerator
 
 
@@ -46,12 +47,21 @@ class GeneratorDeployment:
         return {"model": self.generator.model_name, "max_model_len": self.generator.cfg.max_model_len}
 
     async def generate(
-        self, prompt_token_ids: list[int], sampling: dict[str, Any], request_id: str | None = None
-    ) -> AsyncIterator[GenerationDelta]:
-        """Stream deltas. If the caller goes away, Serve cancels this generator and vLLM aborts."""
+        self,
+        prompt_token_ids: list[int],
+        sampling: dict[str, Any],
+        request_id: str | None = None,
+        stream_interval_ms: float | None = None,
+    ) -> AsyncIterator[list[GenerationDelta]]:
+        """Stream deltas, the first alone and then coalesced (generator.stream_interval_ms, or this call's
+        override): one handle item per batch, not per token. If the caller goes away, Serve cancels this
+        generator and vLLM aborts."""
         params = SamplingConfig.model_validate(sampling)
-        async for delta in self.generator.generate(prompt_token_ids, params, request_id):
-            yield delta
+        cfg = self.generator.cfg
+        interval_ms = cfg.stream_interval_ms if stream_interval_ms is None else stream_interval_ms
+        deltas = self.generator.generate(prompt_token_ids, params, request_id)
+        async for batch in coalesce(deltas, interval_ms / 1000, cfg.stream_max_deltas):
+            yield batch
 
     async def check_health(self) -> None:
         await self.generator.check_health()
@@ -93,8 +103,10 @@ class RemoteGenerator:
                 return
             except RayActorError as err:
                 raise GeneratorError(f"generator replica died: {err}") from None
-            yield first
-            async for delta in stream:
+            for delta in first:  # each handle item is a batch of deltas (coalesced by the replica)
                 yield delta
+            async for batch in stream:
+                for delta in batch:
+                    yield delta
         finally:
             stream.cancel()  # no-op when finished; aborts the engine request when the client left
