@@ -189,13 +189,14 @@ class RagPipeline:
         question = check_question(req.question)
         sampling = req.sampling
         found = await self.retriever.search(question, req.top_k or self.top_k, req.where)
-        if not self.retriever.covers(found.hits):
-            async for event in self._not_covered(found, started):
-                yield event
-            return
         t_prompt = time.perf_counter()
+        # Built even when abstaining: a question that cannot fit the model is bad input either way.
         built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
+        if not self.retriever.covers(found.hits):
+            async for event in self._not_covered(found.hits, timings, started):
+                yield event
+            return
         yield Retrieved(found.hits, dict(timings), built.dropped)
         t_gen = time.perf_counter()
         ttft_ms: float | None = None
@@ -218,11 +219,12 @@ class RagPipeline:
         metrics.TOKENS.inc(completion_tokens, direction="out")
         yield Done(usage, timings, finish)
 
-    async def _not_covered(self, found: SearchResult, started: float) -> AsyncIterator[Event]:
+    async def _not_covered(
+        self, hits: list[Hit], timings: dict[str, float], started: float
+    ) -> AsyncIterator[Event]:
         """Abstain: say the documents do not cover the question, without calling the generator."""
         metrics.ABSTENTIONS.inc()
-        timings = {**found.timings, "prompt_ms": 0.0}
-        yield Retrieved(found.hits, dict(timings), 0, grounded=False)
+        yield Retrieved(hits, dict(timings), 0, grounded=False)
         yield Delta(self.not_covered_answer)
         timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=_ms(started))
         yield Done({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, timings, "stop")

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.integration.serving import AUTH, BASE, Served, grow_embedder_pool, kill_replica, post
+from tests.integration.serving import AUTH, BASE, QUESTION, Served, grow_embedder_pool, kill_replica, post
 from tests.integration.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -71,13 +71,13 @@ def test_generator_down_search_still_works_then_recovers(served: Served) -> None
     started = time.monotonic()
     search = post("/v1/search", {"query": "restart", "top_k": 1}, timeout=30)
     assert search.status_code == 200  # retrieval does not need the generator
-    query = post("/v1/query", {"question": "What do I restart?"}, timeout=60)
+    query = post("/v1/query", {"question": QUESTION}, timeout=60)
     assert query.status_code == 503 and query.headers.get("retry-after")
     assert "generator" in query.json()["error"]["message"] and time.monotonic() - started < 30
     while time.monotonic() - started < 180:
-        if post("/v1/query", {"question": "What do I restart?"}, timeout=60).status_code == 200:
+        if post("/v1/query", {"question": QUESTION}, timeout=60).status_code == 200:
             break
         time.sleep(2)
     recovered = time.monotonic() - started
-    assert post("/v1/query", {"question": "What do I restart?"}, timeout=60).status_code == 200
+    assert post("/v1/query", {"question": QUESTION}, timeout=60).status_code == 200
     print(f"\ngenerator replica killed: 503 at once, answers again after {recovered:.0f} s (engine restart)")
