@@ -18,6 +18,7 @@ from ragserve.config import AppConfig, ConfigError, load_config
 from ragserve.observability.logging import configure_logging
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_DEPENDENCY = 0, 1, 2, 3
+SHUTDOWN_TIMEOUT_S = 30  # `ragserve serve`: Serve's orderly shutdown before Ray's processes are stopped
 
 
 class CliError(Exception):
@@ -264,7 +265,17 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
         _metrics_export_port=args.metrics_port,  # None: Ray picks one; GET /metrics shows it either way
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: leave now, without the orderly shutdown
+            raise SystemExit(130)
+        print("stopping ragserve (Ctrl-C again to force)", file=sys.stderr, flush=True)
+        stop.set()
+
+    # Our own handlers, installed after Ray started: SIGINT may arrive ignored (a parent that started us in
+    # the background) or be taken over by a library; either way Ctrl-C must stop the server.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
         serve.start(
             http_options={"host": host, "port": port, "request_timeout_s": cfg.router.request_timeout_s}
@@ -279,8 +290,12 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        # Bounded: with the cluster already gone (its processes got the terminal's SIGINT too) Serve's
+        # shutdown would wait for a controller that is not there.
+        closer = threading.Thread(target=serve.shutdown, daemon=True)
+        closer.start()
+        closer.join(SHUTDOWN_TIMEOUT_S)
+        ray.shutdown()  # stops the raylet, GCS and workers this ray.init started
     return EXIT_OK
 
 
