@@ -374,14 +374,14 @@ def wait_settled(
 def app_entry(doc: dict[str, Any]) -> dict[str, Any]:
     for app in doc["applications"]:
         if app["name"] == APP:
-            return dict(app)
+            return app  # the document's own dict: edits go into it
     raise KeyError(APP)
 
 
 def generator_entry(app: dict[str, Any]) -> dict[str, Any]:
     for entry in app.get("deployments") or []:
         if entry.get("name") == GENERATOR:
-            return dict(entry)
+            return entry  # the document's own dict: edits go into it
     entry = {"name": GENERATOR}
     app.setdefault("deployments", []).append(entry)
     return entry
