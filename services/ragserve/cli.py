@@ -101,13 +101,9 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     store = open_store(cfg)
-    if args.rebuild and store.has_collection():
-        chunks = store.count()
-        store.drop()
-        print(f"rebuild: dropped collection {cfg.store.collection!r} ({chunks} chunks)", file=sys.stderr)
     try:
         report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
-            Path(args.path), base_url=args.base_url, prune=args.prune, progress=progress
+            Path(args.path), base_url=args.base_url, prune=args.prune, rebuild=args.rebuild, progress=progress
         )
     except (IngestError, SchemaMismatchError) as err:
         raise CliError(str(err), EXIT_USAGE) from None
@@ -115,6 +111,9 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
         store.close()
+    if report.rebuilt_from_chunks is not None:
+        dropped = report.rebuilt_from_chunks
+        print(f"rebuild: dropped collection {cfg.store.collection!r} ({dropped} chunks)", file=sys.stderr)
     for source, reason in report.files_failed:
         print(f"warning: skipped {source}: {reason}", file=sys.stderr)
     if args.json:

@@ -97,6 +97,9 @@ def test_a_dense_only_collection_is_refused_then_rebuilt(encoder, tmp_path: Path
         res.returncode == 0 and json.loads(res.stdout)["hits"][0]["source"] == "old.md"
     )  # dense still works
 
+    res = ragserve(home, "ingest", str(tmp_path / "missing"), "--rebuild")  # a wrong path loses nothing
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert json.loads(ragserve(home, "stats").stdout)["chunks"] == 1
     res = ragserve(home, "ingest", str(docs), "--rebuild")
     assert res.returncode == 0, res.stderr
     assert "dropped collection 'ragserve_chunks' (1 chunks)" in res.stderr

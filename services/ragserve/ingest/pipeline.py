@@ -84,6 +84,7 @@ class IngestReport:
     chunks_updated: int = 0
     chunks_deleted: int = 0
     sources_pruned: int = 0
+    rebuilt_from_chunks: int | None = None  # --rebuild: chunks of the collection it dropped
     seconds: float = 0.0
 
     @property
@@ -113,6 +114,7 @@ class IngestReport:
             "chunks_updated": self.chunks_updated,
             "chunks_deleted": self.chunks_deleted,
             "sources_pruned": self.sources_pruned,
+            "rebuilt_from_chunks": self.rebuilt_from_chunks,
             "seconds": round(self.seconds, 3),
             "chunks_per_s": round(self.chunks_per_s, 1),
         }
@@ -226,8 +228,11 @@ class Ingestor:
         *,
         base_url: str | None = None,
         prune: bool = False,
+        rebuild: bool = False,
         progress: Progress | None = None,
     ) -> IngestReport:
+        """``rebuild``: drop the collection and write everything anew, but only once PATH has been read
+        and prepared, so a wrong path or an unreadable tree never costs the collection."""
         started = time.perf_counter()
         root = root.expanduser()
         paths, skipped = discover(root, self.cfg)
@@ -244,6 +249,9 @@ class Ingestor:
             except LoaderError as err:
                 log.warning("skipping %s: %s", source, err)
                 report.files_failed.append((source, str(err)))
+        if rebuild and self.store.has_collection():
+            report.rebuilt_from_chunks = self.store.count()
+            self.store.drop()
         self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
         plan = make_plan(prepared, self.store.document_index(), prune)
         self._apply(plan, report, progress)
