@@ -175,7 +175,7 @@ class RagPipeline:
         generator: TextGenerator,
         prompt: PromptBuilder,
         top_k: int,
-        not_covered_answer: str = "The documents do not cover this question.",
+        not_covered_answer: str,  # prompt.not_covered_answer
     ):
         self.retriever = retriever
         self.generator = generator
