@@ -8,11 +8,10 @@ prompt code path is the same as in production. The answers are gibberish; the se
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ragserve.generated import ensure_generated
 
 # vLLM's CPU attention supports head sizes of 32..256 in steps of 16: keep head_dim = 64.
 TINY_SPEC: dict[str, Any] = {
@@ -52,22 +51,7 @@ Grounding sources: reference/index.md userGuide/search.md. Ray Serve scales depl
 
 def ensure_tiny_llama(cache_dir: Path) -> Path:
     """Return the model directory, generating it once (atomically, safe under concurrent callers)."""
-    target = Path(cache_dir).expanduser() / "tiny-llama"
-    if (target / MARKER).exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-llama-", dir=target.parent))
-    try:
-        _write_model(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / MARKER).exists():  # a leftover partial dir from a crash: replace it
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return ensure_generated(Path(cache_dir) / "tiny-llama", MARKER, _write_model)
 
 
 def _write_model(out: Path) -> None:
