@@ -86,9 +86,9 @@ OVERVIEW = [
     *[
         Panel(
             f"Stage latency {name} by stage",
-            f"{name} seconds per request stage (ragserve_stage_latency_seconds): embed, search, prompt, "
-            "generate, and total (the whole HTTP request, streamed responses until their last byte), all "
-            "routes together.",
+            f"{name} seconds per request stage (ragserve_stage_latency_seconds): embed, search, rerank, "
+            "prompt, generate, and total (the whole HTTP request, streamed responses until their last "
+            "byte), all routes together.",
             [(quantile(q, "ragserve_stage_latency_seconds", NSD, "stage"), "{{stage}}")],
             "s",
             width=8,
@@ -163,6 +163,20 @@ OVERVIEW = [
 
 SERVE = [
     HEALTHY,
+    Panel(
+        "Reranker: rerank stage latency (p50, p95, p99)",
+        "Seconds the optional cross-encoder takes to score a request's candidates, as the router sees it "
+        '(ragserve_stage_latency_seconds{stage="rerank"}; only with reranker.enabled).',
+        quantiles("ragserve_stage_latency_seconds", NSD + ', stage="rerank"'),
+        "s",
+    ),
+    Panel(
+        "Reranker: pairs per forward pass (p50, p95)",
+        "(question, chunk) pairs the reranker scores per dynamic batch (ragserve_reranker_batch_pairs): "
+        "about retrieval.candidates x the requests batched together; the panels here show its replicas "
+        "(deployment Reranker) and queue.",
+        [(quantile(q, "ragserve_reranker_batch_pairs", NSD), name) for name, q in QUANTILES[:2]],
+    ),
     Panel(
         "Autoscaling: target and desired replicas",
         "The replica count the Serve controller is driving towards (ray_serve_autoscaling_target_replicas) "

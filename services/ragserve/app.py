@@ -28,13 +28,19 @@ from ragserve.environment import process_env
 APP_NAME = "ragserve"
 IMPORT_PATH = "ragserve.app:build_app"
 # AppConfig section -> Serve deployment name (the names dashboards and alerts select on).
-DEPLOYMENTS = {"router": "Router", "embedder": "Embedder", "generator": "Generator"}
+DEPLOYMENTS = {"router": "Router", "embedder": "Embedder", "generator": "Generator", "reranker": "Reranker"}
+OPTIONAL = {"reranker"}  # deployed when the section's `enabled` is true
 LITE_DEPLOYMENT = "MilvusLite"
 
 
 def config_from_args(args: dict[str, Any] | None) -> AppConfig:
     args = dict(args or {})
     return load_config(profile=args.get("profile"), overrides=args)
+
+
+def deployed_sections(cfg: AppConfig) -> list[str]:
+    """The sections that run as deployments in this config (optional ones only when enabled)."""
+    return [s for s in DEPLOYMENTS if s not in OPTIONAL or getattr(cfg, s).enabled]
 
 
 def serve_options(cfg: AppConfig, section: str) -> dict[str, Any]:
@@ -69,6 +75,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 def build_app_from_config(cfg: AppConfig) -> Application:
     from ragserve.embedder.deployment import EmbedderDeployment
     from ragserve.generator.deployment import GeneratorDeployment
+    from ragserve.reranker.deployment import RerankerDeployment
     from ragserve.router.deployment import RouterDeployment
     from ragserve.store.lite_server import MilvusLiteServerDeployment
 
@@ -80,7 +87,10 @@ def build_app_from_config(cfg: AppConfig) -> Application:
         lite = serve.deployment(name=LITE_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0.25})(
             MilvusLiteServerDeployment
         ).bind(os.path.expanduser(cfg.store.uri))
-    return _deployment(RouterDeployment, cfg, "router").bind(cfg, embedder, generator, lite)
+    reranker = None
+    if cfg.reranker.enabled:
+        reranker = _deployment(RerankerDeployment, cfg, "reranker").bind(cfg.reranker, str(cfg.cache_dir))
+    return _deployment(RouterDeployment, cfg, "router").bind(cfg, embedder, generator, lite, reranker)
 
 
 def app_args(cfg: AppConfig) -> dict[str, Any]:
@@ -101,7 +111,8 @@ def serve_config(cfg: AppConfig) -> dict[str, Any]:
                 "import_path": IMPORT_PATH,
                 "args": app_args(cfg),
                 "deployments": [
-                    {"name": name, **serve_options(cfg, section)} for section, name in DEPLOYMENTS.items()
+                    {"name": DEPLOYMENTS[section], **serve_options(cfg, section)}
+                    for section in deployed_sections(cfg)
                 ],
             }
         ]

@@ -73,11 +73,24 @@ def open_search(cfg: AppConfig):  # -> (query embedder, MilvusStore)
     return local_query_embedder(encoder), store
 
 
+def open_reranker(cfg: AppConfig, force: bool = False):  # -> Rerank | None
+    """The in-process cross-encoder when reranker.enabled (or ``force``: eval's `rerank` mode)."""
+    if not (cfg.reranker.enabled or force):
+        return None
+    from ragserve.rag import local_reranker
+    from ragserve.reranker.scorer import CrossEncoderScorer
+
+    try:
+        return local_reranker(CrossEncoderScorer(cfg.reranker, cfg.cache_dir))
+    except OSError as err:
+        raise ModelLoadError(f"reranker model {cfg.reranker.model!r} cannot be loaded: {err}") from err
+
+
 def open_retriever(cfg: AppConfig):  # -> Retriever
     from ragserve.rag import Retriever
 
     embed_queries, store = open_search(cfg)
-    return Retriever(embed_queries, store, cfg.retrieval)
+    return Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg))
 
 
 def _print_json(obj: Any) -> None:
@@ -85,6 +98,9 @@ def _print_json(obj: Any) -> None:
 
 
 # ---- commands -------------------------------------------------------------------------------------------
+EVAL_MODES = ("dense", "hybrid", "rerank")
+
+
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
     from ragserve.ingest.pipeline import IngestError, Ingestor
     from ragserve.store.milvus import SchemaMismatchError
@@ -159,7 +175,9 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"generator model {cfg.generator.model!r} cannot be loaded: {err}") from err
     try:
-        pipeline = build_pipeline(cfg, embed_queries, store, generator, generator.get_tokenizer())
+        pipeline = build_pipeline(
+            cfg, embed_queries, store, generator, generator.get_tokenizer(), open_reranker(cfg)
+        )
         try:
             answer = asyncio.run(pipeline.answer(RagRequest(args.question, sampling, args.top_k)))
         except PromptTooLongError as err:
@@ -201,14 +219,25 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     from ragserve.rag import Retriever
 
-    modes = [m.strip() for m in (args.compare or cfg.retrieval.mode).split(",") if m.strip()]
-    unknown = [m for m in modes if m not in ("dense", "hybrid")]
+    default = "rerank" if cfg.reranker.enabled else cfg.retrieval.mode
+    modes = [m.strip() for m in (args.compare or default).split(",") if m.strip()]
+    unknown = [m for m in modes if m not in EVAL_MODES]
     if unknown:
-        raise CliError(f"--compare: unknown retrieval mode(s) {', '.join(unknown)}; use dense and/or hybrid")
+        raise CliError(
+            f"--compare: unknown retrieval mode(s) {', '.join(unknown)}; use {', '.join(EVAL_MODES)}"
+        )
     embed_queries, store = open_search(cfg)
+    rerank = open_reranker(cfg, force=True) if "rerank" in modes else None
     reports = {}
     for mode in modes:  # every mode on the same collection and questions
-        retriever = Retriever(embed_queries, store, cfg.retrieval.model_copy(update={"mode": mode}))
+        # rerank: retrieval.mode's candidates, reordered by the cross-encoder (reranker.model)
+        search_mode = cfg.retrieval.mode if mode == "rerank" else mode
+        retriever = Retriever(
+            embed_queries,
+            store,
+            cfg.retrieval.model_copy(update={"mode": search_mode}),
+            rerank if mode == "rerank" else None,
+        )
         reports[mode] = asyncio.run(evaluate(retriever, items, args.k)).as_dict()
         if not args.details:
             reports[mode].pop("per_question")
@@ -365,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare",
         metavar="MODES",
-        help="score several retrieval modes on the same collection, e.g. dense,hybrid (JSON: `modes`)",
+        help="score several retrieval modes on the same collection, e.g. dense,hybrid,rerank (rerank: "
+        "retrieval.mode reordered by reranker.model); JSON: `modes`",
     )
     p.set_defaults(func=cmd_eval)
 

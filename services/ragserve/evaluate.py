@@ -127,10 +127,11 @@ async def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> E
     abstained_unanswerable = abstained_answerable = 0
     for item in items:
         started = time.perf_counter()
-        hits = (await retriever.search(item.question, k)).hits
+        found = await retriever.search(item.question, k)
         latencies.append((time.perf_counter() - started) * 1000)
-        covered = retriever.covers(hits)
-        best = round(max((h.similarity for h in hits), default=0.0), 4)
+        hits = found.hits
+        covered = retriever.covers(found)
+        best = round(found.best_similarity, 4)
         if not item.gold_sources:
             no_gold.append(item.id)
             unanswerable_best[item.id] = best

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,8 @@ from ragserve.store.filters import Filter
 from ragserve.store.milvus import Hit, MilvusStore
 
 QueryEmbedder = Callable[[list[str]], Awaitable[np.ndarray]]
+# (question, passages) -> one relevance score per passage, higher is better (a cross-encoder).
+Rerank = Callable[[str, Sequence[str]], Awaitable[np.ndarray]]
 
 
 def _ms(start: float) -> float:
@@ -39,6 +41,15 @@ def local_query_embedder(encoder: Any) -> QueryEmbedder:
     return embed
 
 
+def local_reranker(scorer: Any) -> Rerank:
+    """Adapt a synchronous CrossEncoderScorer (CLI, eval) to the async interface the pipeline uses."""
+
+    async def rerank(query: str, passages: Sequence[str]) -> np.ndarray:
+        return await asyncio.to_thread(scorer.score, query, passages)
+
+    return rerank
+
+
 @dataclass(frozen=True)
 class RagRequest:
     """One question to answer, built once at the edge (an HTTP body, CLI flags) and handed down as is."""
@@ -49,12 +60,14 @@ class RagRequest:
     where: Filter | None = None
     history: Sequence[dict[str, str]] = ()  # earlier chat turns, oldest first
     request_id: str | None = None  # the engine's id (abort, logs)
+    rerank: bool | None = None  # None: rerank when a reranker is deployed
 
 
 @dataclass
 class SearchResult:
     hits: list[Hit]
     timings: dict[str, float]
+    best_similarity: float = -1.0  # the best cosine among the chunks ranked (abstention's input)
 
 
 @dataclass
@@ -121,51 +134,93 @@ def cap_per_source(hits: Sequence[Hit], per_source: int | None, top_k: int) -> l
 
 
 class Retriever:
-    def __init__(self, embed_queries: QueryEmbedder, store: MilvusStore, cfg: RetrievalConfig | None = None):
+    """Embed the query, search Milvus (dense or hybrid), optionally rerank the candidates, cap per source."""
+
+    def __init__(
+        self,
+        embed_queries: QueryEmbedder,
+        store: MilvusStore,
+        cfg: RetrievalConfig | None = None,
+        rerank: Rerank | None = None,
+    ):
         self.embed_queries = embed_queries
         self.store = store
         self.cfg = cfg or RetrievalConfig(mode="dense")
+        self.rerank = rerank  # None: no reranker deployed (reranker.enabled false)
 
-    async def search(self, query: str, top_k: int, where: Filter | None = None) -> SearchResult:
+    def _reranks(self, requested: bool | None) -> bool:
+        """A request's ``rerank`` flag: null follows whether a reranker is deployed; true needs one."""
+        if requested and self.rerank is None:
+            raise ValueError("rerank: no reranker is deployed (reranker.enabled is false)")
+        return self.rerank is not None if requested is None else requested
+
+    async def search(
+        self, query: str, top_k: int, where: Filter | None = None, rerank: bool | None = None
+    ) -> SearchResult:
         query = check_question(query, "query")
         check_top_k(top_k)
+        reranking = self._reranks(rerank)
         t0 = time.perf_counter()
         vector = await self.embed_queries([query])
         embed_ms = _ms(t0)
         t1 = time.perf_counter()
         # pymilvus is synchronous: keep the event loop free for other requests.
-        hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where)
+        hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where, reranking)
         timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
-        metrics.observe_stages(timings, ("embed", "search"))
+        if reranking:
+            # Coverage is judged on every candidate scored: the reranker's order is not a cosine order.
+            best = max((h.similarity for h in hits), default=-1.0)
+            t2 = time.perf_counter()
+            hits = await self._rerank(query, hits)
+            timings["rerank_ms"] = _ms(t2)
+        hits = cap_per_source(hits, self.cfg.max_chunks_per_source, top_k)
+        if not reranking:
+            best = max((h.similarity for h in hits), default=-1.0)
+        metrics.observe_stages(timings, ("embed", "search", "rerank"))
         metrics.RETRIEVED_CHUNKS.observe(len(hits))
-        return SearchResult(hits, timings)
+        return SearchResult(hits, timings, best)
 
-    def covers(self, hits: Sequence[Hit]) -> bool:
+    async def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The candidates in the cross-encoder's order (ties keep the fused order), each hit's ``score``
+        replaced by the reranker's."""
+        assert self.rerank is not None
+        scores = await self.rerank(query, [f"{h.title}\n{h.chunk}" for h in hits])
+        if len(scores) != len(hits):
+            raise RuntimeError(f"the reranker returned {len(scores)} scores for {len(hits)} passages")
+        order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
+        return [replace(hits[i], score=float(scores[i])) for i in order]
+
+    def covers(self, result: SearchResult) -> bool:
         """Whether the documents cover the question: the best chunk's cosine similarity to it reaches
-        retrieval.min_relevance. The dense similarity, not the fused score: RRF scores are rank-only and
-        say nothing about relevance (docs/retrieval.md)."""
+        retrieval.min_relevance. The dense similarity, not the fused or reranked score: RRF scores are
+        rank-only and a cross-encoder's scale is its own (docs/retrieval.md)."""
         threshold = self.cfg.min_relevance
-        return threshold is None or any(h.similarity >= threshold for h in hits)
+        return threshold is None or result.best_similarity >= threshold
 
-    def _search(self, query: str, vector: np.ndarray, top_k: int, where: Filter | None) -> list[Hit]:
+    def _search(
+        self, query: str, vector: np.ndarray, top_k: int, where: Filter | None, reranking: bool
+    ) -> list[Hit]:
+        """The ranked candidates: ``candidates`` of them for the reranker; with a per-source cap, 4 x top_k
+        (a cap of 2 rarely needs more, and every hit carries its vector back from Milvus); else top_k."""
         c = self.cfg
-        # With a per-source cap the ranking is drawn from more chunks than it returns (4 x top_k: a cap
-        # of 2 rarely needs more, and every hit returned carries its vector back from Milvus).
-        limit = min(max(top_k, c.candidates), 4 * top_k) if c.max_chunks_per_source else top_k
-        if c.mode == "dense":
-            hits = self.store.search(vector[None, :], limit, where)[0]
+        if reranking:
+            limit = max(top_k, c.candidates)
+        elif c.max_chunks_per_source:
+            limit = min(max(top_k, c.candidates), 4 * top_k)
         else:
-            hits = self.store.hybrid_search(
-                vector,
-                query,
-                limit,
-                where,
-                candidates=c.candidates,
-                fusion=c.fusion,
-                rrf_k=c.rrf_k,
-                dense_weight=c.dense_weight,
-            )
-        return cap_per_source(hits, c.max_chunks_per_source, top_k)
+            limit = top_k
+        if c.mode == "dense":
+            return self.store.search(vector[None, :], limit, where)[0]
+        return self.store.hybrid_search(
+            vector,
+            query,
+            limit,
+            where,
+            candidates=c.candidates,
+            fusion=c.fusion,
+            rrf_k=c.rrf_k,
+            dense_weight=c.dense_weight,
+        )
 
 
 class RagPipeline:
@@ -188,12 +243,12 @@ class RagPipeline:
         started = time.perf_counter()
         question = check_question(req.question)
         sampling = req.sampling
-        found = await self.retriever.search(question, req.top_k or self.top_k, req.where)
+        found = await self.retriever.search(question, req.top_k or self.top_k, req.where, req.rerank)
         t_prompt = time.perf_counter()
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
         built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
-        if not self.retriever.covers(found.hits):
+        if not self.retriever.covers(found):
             async for event in self._not_covered(found.hits, timings, started):
                 yield event
             return
@@ -257,13 +312,19 @@ def build_pipeline(
     store: MilvusStore,
     generator: TextGenerator,
     tokenizer: Any,
+    rerank: Rerank | None = None,
 ) -> RagPipeline:
     """The RAG pipeline from config and its parts: the CLI, the router and the load tests all call this.
 
     ``embed_queries`` is ``local_query_embedder(Encoder)`` in-process or the embedder pool's adapter in the
-    router; ``tokenizer`` is the generator model's (prompts are built and trimmed in token ids)."""
+    router; ``tokenizer`` is the generator model's (prompts are built and trimmed in token ids); ``rerank``
+    is the reranker pool's adapter or ``local_reranker``, given exactly when reranker.enabled."""
+    if (rerank is not None) != cfg.reranker.enabled:
+        raise ValueError(
+            f"reranker.enabled is {cfg.reranker.enabled} but a reranker was {'not ' * (rerank is None)}given"
+        )
     prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
-    retriever = Retriever(embed_queries, store, cfg.retrieval)
+    retriever = Retriever(embed_queries, store, cfg.retrieval, rerank)
     return RagPipeline(retriever, generator, prompt, cfg.prompt.top_k, cfg.prompt.not_covered_answer)
 
 

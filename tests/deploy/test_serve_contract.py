@@ -58,19 +58,28 @@ def test_serve_config_loads_into_the_model_and_builds(
     served = config_from_args(
         {
             **app["args"],
-            **{s: {**app["args"].get(s, {}), "deployment": blocks[n]} for s, n in DEPLOYMENTS.items()},
+            **{
+                s: {**app["args"].get(s, {}), "deployment": blocks[n]}
+                for s, n in DEPLOYMENTS.items()
+                if n in blocks
+            },
         }
     )
     (expected,) = serve_config(served)["applications"]
     assert app["deployments"] == expected["deployments"]
-    assert set(_deployments(build_app(app["args"]))) == {"Router", "Embedder", "Generator"}
+    # the chart lists exactly the deployments the builder binds (the Reranker only when enabled)
+    assert set(_deployments(build_app(app["args"]))) == set(blocks)
+    assert ("Reranker" in blocks) == cfg.reranker.enabled == (scenario == "reranker")
 
 
 def test_default_blocks_are_the_production_profile(rendered: dict[str, Any]) -> None:
     """No defaults of the chart's own: each deployment's entry is the profile's block, name added."""
     profile = profile_defaults("production")
     by_name = {d.pop("name"): d for d in serve_app(rendered["default"])["deployments"]}
-    assert by_name == {name: profile[section]["deployment"] for section, name in DEPLOYMENTS.items()}
+    assert not profile["reranker"]["enabled"]  # optional: not deployed by default
+    assert by_name == {
+        name: profile[section]["deployment"] for section, name in DEPLOYMENTS.items() if section != "reranker"
+    }
     # distinct values in the profile, so a mix-up between deployments would show
     assert len({str(d) for d in by_name.values()}) == 3
 

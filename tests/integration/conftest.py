@@ -107,6 +107,9 @@ def served(
             },
         },
         "generator": {"deployment": one},
+        # The generated random cross-encoder: the reranking code path on every query (its order is
+        # arbitrary, so tests that check which page is found ask for `rerank: false`).
+        "reranker": {"enabled": True, "timeout_s": serving.RERANKER_TIMEOUT_S, "deployment": one},
         "router": {
             "deployment": one,
             "request_timeout_s": 30,

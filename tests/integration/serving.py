@@ -25,6 +25,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 QUESTION = "What do the parameters for HNSW mean?"
 OFF_TOPIC = "What is a good substitute for buttermilk in pancakes?"  # the docs cannot cover it
 MILVUS_TIMEOUT_S = 3.0
+RERANKER_TIMEOUT_S = 5.0
 # Pages of the Milvus docs the app serves (gold pages of several dev questions and neighbours).
 PAGES = ("reference/index.md", "reference/metric.md", "reference/consistency.md", "about/limitations.md")
 
@@ -96,6 +97,18 @@ def grow_embedder_pool(to: int, timeout_s: float = 90) -> int:
         while time.time() < stop_at and replicas("Embedder") < to:
             list(pool.map(lambda _: post("/v1/search", body).status_code, range(64)))
     return replicas("Embedder")
+
+
+def replica_pid(deployment: str) -> int:
+    """The process id of the (first) replica of a deployment of the app."""
+    import os
+
+    import ray
+
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    replica = next(n for n in names if n.startswith(f"SERVE_REPLICA::{APP}#{deployment}#"))
+    actor = ray.get_actor(replica, namespace="serve")
+    return int(ray.get(actor.__ray_call__.remote(lambda _self: os.getpid()), timeout=30))
 
 
 def kill_replica(deployment: str) -> None:

@@ -41,6 +41,7 @@ def test_probes_and_models(served) -> None:
         "milvus": "ok",
         "embedder": "ok",
         "generator": "ok",
+        "reranker": "ok",
     }
     models = get("/v1/models").json()
     assert models["object"] == "list" and models["data"][0]["id"] == "generated:tiny-llama"
@@ -67,7 +68,7 @@ def test_off_topic_question_abstains_without_the_generator(served) -> None:
 
 
 def test_query_returns_answer_sources_usage_timings(served) -> None:
-    res = post("/v1/query", {"question": QUESTION, "top_k": 3})
+    res = post("/v1/query", {"question": QUESTION, "top_k": 3, "rerank": False})  # the random reranker off
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["answer"] and len(body["sources"]) == 3

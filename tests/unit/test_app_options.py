@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.app import DEPLOYMENTS, actor_options, app_args, serve_config, serve_options
-from ragserve.config import ConfigError, load_config, profile_defaults
+from ragserve.app import (
+    DEPLOYMENTS,
+    actor_options,
+    app_args,
+    deployed_sections,
+    serve_config,
+    serve_options,
+)
+from ragserve.config import AppConfig, ConfigError, load_config, profile_defaults
 from ragserve.environment import process_env
 
 
@@ -39,14 +46,29 @@ def test_resources_are_honoured_for_every_deployment(tmp_path: Path) -> None:
             "router": {"resources": {"num_cpus": 2, "num_gpus": 0.5}},
             "embedder": {"resources": {"num_gpus": 1}},
             "generator": {"resources": {"num_cpus": 3}},
+            "reranker": {"resources": {"num_cpus": 1.5, "num_gpus": 0.25}},
         },
     )
-    router, embedder, generator = (actor_options(cfg, s)["ray_actor_options"] for s in DEPLOYMENTS)
+    router, embedder, generator, reranker = (actor_options(cfg, s)["ray_actor_options"] for s in DEPLOYMENTS)
     assert (router["num_cpus"], router["num_gpus"]) == (2, 0.5)
     assert embedder["num_gpus"] == 1
     assert (generator["num_cpus"], generator["num_gpus"]) == (3, 0)  # cpu device: no GPU
-    for opts in (router, embedder, generator):
+    assert (reranker["num_cpus"], reranker["num_gpus"]) == (1.5, 0.25)
+    for opts in (router, embedder, generator, reranker):
         assert opts["runtime_env"] == {"env_vars": process_env(cfg)}
+
+
+def test_the_reranker_is_deployed_only_when_enabled(tmp_path: Path) -> None:
+    def names(cfg: AppConfig) -> list[str]:
+        return [d["name"] for d in serve_config(cfg)["applications"][0]["deployments"]]
+
+    off = load_config(env={"RAGSERVE_HOME": str(tmp_path)})
+    assert deployed_sections(off) == ["router", "embedder", "generator"] and "Reranker" not in names(off)
+    on = load_config(env={"RAGSERVE_HOME": str(tmp_path)}, overrides={"reranker": {"enabled": True}})
+    assert names(on) == ["Router", "Embedder", "Generator", "Reranker"]
+    assert "deployment" not in app_args(on)["reranker"] and app_args(on)["reranker"]["enabled"] is True
+    with pytest.raises(ConfigError, match=r"reranker\.device"):
+        load_config(env={}, overrides={"reranker": {"device": "tpu"}})
 
 
 def test_generator_gpus_follow_parallelism_only(tmp_path: Path) -> None:

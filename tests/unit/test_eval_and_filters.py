@@ -1,7 +1,6 @@
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -76,6 +75,7 @@ def test_evaluate_scores_kinds_and_abstention() -> None:
 
     from ragserve.config import RetrievalConfig
     from ragserve.evaluate import EvalItem, evaluate
+    from ragserve.rag import SearchResult
     from ragserve.store.milvus import Hit
 
     class Ranked:
@@ -86,12 +86,12 @@ def test_evaluate_scores_kinds_and_abstention() -> None:
         def __init__(self, rankings: dict[str, list[tuple[str, float]]]):
             self.rankings = rankings
 
-        async def search(self, question: str, top_k: int) -> Any:
+        async def search(self, question: str, top_k: int) -> SearchResult:
             hits = [Hit(str(i), s, src, "t", "c", 0, s) for i, (src, s) in enumerate(self.rankings[question])]
-            return type("Result", (), {"hits": hits[:top_k]})
+            return SearchResult(hits[:top_k], {}, max(h.similarity for h in hits))
 
-        def covers(self, hits: list[Hit]) -> bool:
-            return any(h.similarity >= 0.5 for h in hits)
+        def covers(self, result: SearchResult) -> bool:
+            return result.best_similarity >= 0.5
 
     retriever = Ranked(
         {

@@ -1,9 +1,15 @@
-"""Retrieval logic outside Milvus: the per-source cap and the abstention rule."""
+"""Retrieval logic outside Milvus: the per-source cap, reranking order and the abstention rule."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
 from ragserve.config import RetrievalConfig
-from ragserve.rag import Retriever, cap_per_source
+from ragserve.rag import Retriever, SearchResult, cap_per_source
 from ragserve.store.milvus import Hit
 
 
@@ -22,7 +28,45 @@ def test_covers_uses_the_best_similarity_against_min_relevance() -> None:
     def retriever(threshold: float | None) -> Retriever:
         return Retriever(None, None, RetrievalConfig(min_relevance=threshold))  # type: ignore[arg-type]
 
-    hits = [hit("a", 0.31), hit("b", 0.12)]
-    assert retriever(0.3).covers(hits) and not retriever(0.32).covers(hits)
-    assert not retriever(0.3).covers([])  # nothing found: not covered
-    assert retriever(None).covers([])  # no threshold: never abstain
+    found = SearchResult([hit("a", 0.31), hit("b", 0.12)], {}, 0.31)
+    assert retriever(0.3).covers(found) and not retriever(0.32).covers(found)
+    assert not retriever(0.3).covers(SearchResult([], {}))  # nothing found: not covered
+    assert retriever(None).covers(SearchResult([], {}))  # no threshold: never abstain
+
+
+def test_rerank_orders_by_the_scores_keeps_ties_in_fused_order_and_replaces_the_score() -> None:
+    seen: list[tuple[str, list[str]]] = []
+
+    async def scores(query: str, passages: Sequence[str]) -> np.ndarray:
+        seen.append((query, list(passages)))
+        return np.array([0.1, 0.9, 0.5, 0.9], dtype=np.float32)
+
+    r = Retriever(None, None, RetrievalConfig(), scores)  # type: ignore[arg-type]
+    fused = [hit("a", 0.8), hit("b", 0.7), hit("c", 0.6), hit("d", 0.5)]
+    out = asyncio.run(r._rerank("q", fused))
+    assert [h.source for h in out] == ["b", "d", "c", "a"]  # b before d: a tie keeps the fused order
+    assert [h.score for h in out] == pytest.approx([0.9, 0.9, 0.5, 0.1])
+    assert [h.similarity for h in out] == [0.7, 0.5, 0.6, 0.8]  # cosine kept for abstention
+    assert seen == [("q", ["t\nc"] * 4)]  # the title and the chunk of each candidate
+
+
+def test_rerank_flag_needs_a_deployed_reranker() -> None:
+    without = Retriever(None, None, RetrievalConfig())  # type: ignore[arg-type]
+    assert without._reranks(None) is False and without._reranks(False) is False
+    with pytest.raises(ValueError, match=r"^rerank: no reranker is deployed"):
+        without._reranks(True)
+
+    async def scores(query: str, passages: Sequence[str]) -> np.ndarray:
+        return np.zeros(len(passages), dtype=np.float32)
+
+    with_one = Retriever(None, None, RetrievalConfig(), scores)  # type: ignore[arg-type]
+    assert with_one._reranks(None) is True and with_one._reranks(False) is False
+
+
+def test_a_reranker_returning_the_wrong_number_of_scores_is_an_error() -> None:
+    async def short(query: str, passages: Sequence[str]) -> np.ndarray:
+        return np.zeros(1, dtype=np.float32)
+
+    r = Retriever(None, None, RetrievalConfig(), short)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="1 scores for 2 passages"):
+        asyncio.run(r._rerank("q", [hit("a"), hit("b")]))

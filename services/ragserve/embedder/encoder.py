@@ -32,7 +32,7 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device != "auto":
         return device
     import torch
@@ -48,7 +48,7 @@ class Encoder:
 
         self.cfg = cfg
         self.model_name = cfg.model
-        self._model = SentenceTransformer(resolve_model_path(cfg.model), device=_resolve_device(cfg.device))
+        self._model = SentenceTransformer(resolve_model_path(cfg.model), device=resolve_device(cfg.device))
         if cfg.max_seq_length:
             self._model.max_seq_length = cfg.max_seq_length
         self.dim = int(self._model.get_embedding_dimension() or 0)

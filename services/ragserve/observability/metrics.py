@@ -110,7 +110,7 @@ REQUESTS = Counter(
 )
 STAGE_LATENCY = Histogram(
     "ragserve_stage_latency_seconds",
-    "Seconds spent per request stage: embed, search, prompt, generate, total (whole HTTP request)",
+    "Seconds spent per request stage: embed, search, rerank, prompt, generate, total (whole HTTP request)",
     ("stage", "route"),
     LATENCY_BUCKETS,
 )
@@ -137,6 +137,12 @@ EMBEDDER_BATCH_SIZE = Histogram(
     "Queries per forward pass of the embedder's dynamic batches",
     (),
     BATCH_BUCKETS,
+)
+RERANKER_BATCH_PAIRS = Histogram(
+    "ragserve_reranker_batch_pairs",
+    "(question, chunk) pairs per forward pass of the reranker's dynamic batches",
+    (),
+    (1, 5, 10, 20, 50, 100, 200, 400, 800, 1600),
 )
 
 

@@ -17,6 +17,7 @@ from ray.serve.exceptions import BackPressureError
 
 from ragserve.generator.engine import GeneratorError
 from ragserve.generator.prompt import PromptTooLongError
+from ragserve.reranker.deployment import RerankerError
 from ragserve.router.guard import BodyTooLarge, GuardMiddleware, GuardSettings
 from ragserve.router.instrument import RequestMetrics
 from ragserve.router.models import (
@@ -47,7 +48,7 @@ def _unavailable(dependency: str, err: BaseException, retry_after_s: float = 2) 
 
 
 async def guarded(work: Awaitable[T], timeout_s: float) -> T:
-    """Map failures to HTTP: bad input 422, Milvus / generator down 503, too slow 504."""
+    """Map failures to HTTP: bad input 422, Milvus / generator / reranker down 503, too slow 504."""
     try:
         return await asyncio.wait_for(work, timeout_s)
     except ApiError:
@@ -63,6 +64,8 @@ async def guarded(work: Awaitable[T], timeout_s: float) -> T:
         raise ApiError(504, "timeout", f"request exceeded {timeout_s:.0f} s") from None
     except GeneratorError as err:
         raise _unavailable("generator", err) from None
+    except RerankerError as err:
+        raise _unavailable("reranker", err) from None
     except BackPressureError as err:
         raise _unavailable("capacity", err, err.retry_after_s or 1) from None
     except Exception as err:  # a dead replica / actor surfaces as Ray's own exception types

@@ -20,6 +20,7 @@ from ragserve.generator.engine import resolve_model
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.observability.metrics import node_metrics_text
 from ragserve.rag import build_pipeline
+from ragserve.reranker.deployment import RemoteReranker
 from ragserve.router.api import create_api
 from ragserve.router.guard import GuardSettings
 from ragserve.router.service import RagService
@@ -44,13 +45,21 @@ def guard_settings(
 class RouterDeployment:
     """Constructed by build_app with handles to the other deployments (async: it awaits them)."""
 
-    async def __init__(self, cfg: AppConfig, embedder: Any, generator: Any, lite_server: Any = None):  # type: ignore[misc]
+    async def __init__(  # type: ignore[misc]
+        self,
+        cfg: AppConfig,
+        embedder: Any,
+        generator: Any,
+        lite_server: Any = None,
+        reranker: Any = None,
+    ):
         from transformers import AutoTokenizer
 
         self.cfg = cfg
         self.guard = guard_settings(cfg.router.auth, cfg.router.max_body_bytes)
         self._embedder_handle = embedder
         self._generator_handle = generator
+        self._reranker_handle = reranker
         remote_embedder = await RemoteEmbedder.connect(embedder)
         # Several replicas share one Milvus Lite through its owner's gRPC server.
         lite_uri = await lite_server.uri.remote() if lite_server is not None else None
@@ -60,13 +69,14 @@ class RouterDeployment:
         remote_generator = RemoteGenerator(
             generator, cfg.generator.model_id, cfg.router.first_token_timeout_s
         )
-        pipeline = build_pipeline(cfg, remote_embedder.embed_queries, self.store, remote_generator, tokenizer)
-        self.service = RagService(
-            cfg,
-            pipeline,
-            Ingestor(remote_embedder, self.store, cfg.ingest),
-            checks={"embedder": self._check_embedder, "generator": self._check_generator},
+        rerank = RemoteReranker(reranker, cfg.reranker.timeout_s) if reranker is not None else None
+        pipeline = build_pipeline(
+            cfg, remote_embedder.embed_queries, self.store, remote_generator, tokenizer, rerank
         )
+        checks = {"embedder": self._check_embedder, "generator": self._check_generator}
+        if reranker is not None:
+            checks["reranker"] = self._check_reranker
+        self.service = RagService(cfg, pipeline, Ingestor(remote_embedder, self.store, cfg.ingest), checks)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service, self.guard, self.cfg.router.request_timeout_s, node_metrics_text)
@@ -76,3 +86,6 @@ class RouterDeployment:
 
     async def _check_generator(self) -> None:
         await self._generator_handle.check_health.remote()
+
+    async def _check_reranker(self) -> None:
+        await self._reranker_handle.check_health.remote()

@@ -57,6 +57,11 @@ class QueryRequest(_Strict):
         None, ge=1, le=limits.MAX_TOP_K, description="Chunks to retrieve (default from config)."
     )
     filter: Filter | None = None
+    rerank: bool | None = Field(
+        None,
+        description="Rerank the candidates with the cross-encoder (null: when a reranker is deployed; true "
+        "without one is an error).",
+    )
     stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
     sampling: Sampling | None = None
 
@@ -65,6 +70,11 @@ class SearchRequest(_Strict):
     query: str = Field(..., min_length=1, max_length=limits.MAX_QUESTION_CHARS)
     top_k: int | None = Field(None, ge=1, le=limits.MAX_TOP_K)
     filter: Filter | None = None
+    rerank: bool | None = Field(
+        None,
+        description="Rerank the candidates with the cross-encoder (null: when a reranker is deployed; true "
+        "without one is an error).",
+    )
 
 
 class SourceOut(BaseModel):
@@ -153,6 +163,9 @@ class ChatRequest(BaseModel):
         None, ge=1, le=limits.MAX_TOP_K, description="ragserve extension: chunks to retrieve."
     )
     filter: Filter | None = Field(None, description="ragserve extension: metadata filter.")
+    rerank: bool | None = Field(
+        None, description="ragserve extension: rerank with the cross-encoder (null: when deployed)."
+    )
 
 
 class ModelCard(BaseModel):

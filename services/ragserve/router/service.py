@@ -109,7 +109,9 @@ class RagService:
     # ---- retrieval ------------------------------------------------------------------------------------
     async def search(self, req: SearchRequest) -> dict[str, Any]:
         where = store_filter(req.filter)
-        result: SearchResult = await self.retriever.search(req.query, self._top_k(req.top_k), where)
+        result: SearchResult = await self.retriever.search(
+            req.query, self._top_k(req.top_k), where, req.rerank
+        )
         return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
 
     # ---- RAG query ------------------------------------------------------------------------------------
@@ -121,6 +123,7 @@ class RagService:
             self._top_k(req.top_k),
             store_filter(req.filter),
             request_id=uuid.uuid4().hex,
+            rerank=req.rerank,
         )
 
     async def _start_request(self, req: QueryRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
@@ -195,6 +198,7 @@ class RagService:
             store_filter(req.filter),
             history,
             uuid.uuid4().hex,
+            req.rerank,
         )
 
     async def chat(self, req: ChatRequest) -> dict[str, Any]:

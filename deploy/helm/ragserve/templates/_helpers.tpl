@@ -65,7 +65,7 @@ layering `ragserve.app:build_app` applies to `args`. Templates read the app only
 app's code version (any change restarts every replica), so scaling knobs travel in `deployments:` only. */}}
 {{- define "ragserve.appArgs" -}}
 {{- $args := deepCopy .Values.app }}
-{{- range $section := list "router" "embedder" "generator" }}
+{{- range $section := list "router" "embedder" "generator" "reranker" }}
 {{- if kindIs "map" (index $args $section) }}
 {{- $_ := unset (index $args $section) "deployment" }}
 {{- if not (index $args $section) }}{{ $_ := unset $args $section }}{{ end }}
@@ -75,12 +75,16 @@ app's code version (any change restarts every replica), so scaling knobs travel 
 {{- end }}
 
 {{/* serveConfigV2 `deployments:`: each deployment's `deployment` block of the merged app, verbatim (its
-keys are Serve's own option names; ragserve.config.ServeOptions). */}}
+keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker only when enabled
+(ragserve.app.deployed_sections). */}}
 {{- define "ragserve.serveDeployments" -}}
 {{- $app := include "ragserve.app" . | fromYaml }}
 {{- $out := list }}
-{{- range $pair := list (list "router" "Router") (list "embedder" "Embedder") (list "generator" "Generator") }}
-{{- $out = append $out (merge (dict "name" (index $pair 1)) (index $app (index $pair 0)).deployment) }}
+{{- range $pair := list (list "router" "Router") (list "embedder" "Embedder") (list "generator" "Generator") (list "reranker" "Reranker") }}
+{{- $section := index $app (index $pair 0) }}
+{{- if or (ne (index $pair 0) "reranker") $section.enabled }}{{/* optional: only when enabled */}}
+{{- $out = append $out (merge (dict "name" (index $pair 1)) $section.deployment) }}
+{{- end }}
 {{- end }}
 {{- toYaml $out }}
 {{- end }}

@@ -1,0 +1,1 @@
+"""Cross-encoder reranking: the scorer, its Serve deployment and the router's adapter."""
