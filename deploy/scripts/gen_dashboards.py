@@ -110,6 +110,18 @@ OVERVIEW = [
         "s",
     ),
     Panel(
+        "Framework overhead vs engine time (p50)",
+        "Per RAG request, what vLLM itself accounts for (ragserve_engine_seconds, from its per-request "
+        "stats) and what ragserve adds around it (ragserve_framework_overhead_seconds: our measured "
+        "generate TTFT / generate time minus the engine's: handle hops, replica queueing, serialisation, "
+        "coalescing), for the first token and the whole generation.",
+        [
+            (quantile("0.5", "ragserve_engine_seconds", NSD, "phase"), "engine {{phase}}"),
+            (quantile("0.5", "ragserve_framework_overhead_seconds", NSD, "phase"), "framework {{phase}}"),
+        ],
+        "s",
+    ),
+    Panel(
         "Tokens per second (in = prompt, out = generated)",
         "Prompt and generated tokens of RAG answers (ragserve_tokens_total by direction).",
         [(rate("ragserve_tokens_total", NSD, "direction"), "{{direction}}")],

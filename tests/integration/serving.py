@@ -91,7 +91,8 @@ def grow_embedder_pool(to: int, timeout_s: float = 90) -> int:
     """Send concurrent searches until the embedder pool has ``to`` replicas (or the time is up)."""
     import concurrent.futures as cf
 
-    body = {"query": "How are consistency levels defined?", "top_k": 3}
+    # without the reranker: its queue would hold the load in front of the embedder
+    body = {"query": "How are consistency levels defined?", "top_k": 3, "rerank": False}
     stop_at = time.time() + timeout_s
     with cf.ThreadPoolExecutor(16) as pool:
         while time.time() < stop_at and replicas("Embedder") < to:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,12 +22,18 @@ class GeneratorError(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerationDelta:
-    """One streamed step: new text since the last delta, running token counts, and the finish reason."""
+    """One streamed step: new text since the last delta, running token counts, and the finish reason.
+
+    The engine's own clock rides along (vLLM's per-request stats, measured inside the engine process): on the
+    first delta with tokens, its time to first token; on the last, its whole request time. The caller
+    subtracts them from what it measured to see the framework's share."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    engine_ttft_s: float | None = None
+    engine_total_s: float | None = None
 
 
 class TextGenerator(Protocol):
@@ -138,13 +145,18 @@ class VLLMGenerator:
                 TokensPrompt(prompt_token_ids=prompt_token_ids), sampling_params(sampling), rid
             ):
                 step = out.outputs[0]
+                first = completion_tokens == 0 and len(step.token_ids) > 0
                 completion_tokens += len(step.token_ids)
                 finished = out.finished
+                stats = out.metrics  # vLLM's RequestStateStats (log stats are on: engine_kwargs)
                 yield GenerationDelta(
                     text=step.text,
                     prompt_tokens=len(prompt_token_ids),
                     completion_tokens=completion_tokens,
                     finish_reason=step.finish_reason,
+                    engine_ttft_s=stats.first_token_latency if first and stats else None,
+                    # arrival_time is the engine front end's wall clock at admission
+                    engine_total_s=time.time() - stats.arrival_time if finished and stats else None,
                 )
         finally:
             if not finished:  # consumer went away (client disconnect, timeout): free the sequence now

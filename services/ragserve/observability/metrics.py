@@ -130,6 +130,20 @@ ABSTENTIONS = Counter(
     "retrieval.min_relevance)",
     ("route",),
 )
+ENGINE_SECONDS = Histogram(
+    "ragserve_engine_seconds",
+    "What vLLM itself accounts for per RAG request (its per-request stats): phase=ttft, its time to first "
+    "token; phase=generate, its whole request time",
+    ("phase", "route"),
+    LATENCY_BUCKETS,
+)
+FRAMEWORK_OVERHEAD = Histogram(
+    "ragserve_framework_overhead_seconds",
+    "ragserve's measured generate TTFT / generate time minus the engine's own (handle hops, replica "
+    "queueing, serialisation, coalescing), per RAG request",
+    ("phase", "route"),
+    (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 INGESTED_DOCUMENTS = Counter("ragserve_ingested_documents_total", "Documents (files) written to the store")
 INGESTED_CHUNKS = Counter("ragserve_ingested_chunks_total", "Chunks embedded and written to the store")
 EMBEDDER_BATCH_SIZE = Histogram(
