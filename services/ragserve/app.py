@@ -101,9 +101,22 @@ def app_args(cfg: AppConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude=exclude)
 
 
+def serve_tracing_config(cfg: AppConfig) -> dict[str, Any] | None:
+    """Serve's own tracing (proxy and replica spans, context across handles), exporting through ragserve's
+    OTLP span processors; None when observability.tracing is off."""
+    from ragserve.observability.tracing import EXPORTER_IMPORT_PATH
+
+    t = cfg.observability.tracing
+    if not t.enabled:
+        return None
+    return {"enabled": True, "exporter_import_path": EXPORTER_IMPORT_PATH, "sampling_ratio": t.sampling_ratio}
+
+
 def serve_config(cfg: AppConfig) -> dict[str, Any]:
     """The `applications:` document a RayService's serveConfigV2 (or `serve deploy FILE`) takes."""
+    tracing = serve_tracing_config(cfg)
     return {
+        **({"tracing_config": tracing} if tracing else {}),
         "applications": [
             {
                 "name": APP_NAME,
@@ -115,5 +128,5 @@ def serve_config(cfg: AppConfig) -> dict[str, Any]:
                     for section in deployed_sections(cfg)
                 ],
             }
-        ]
+        ],
     }

@@ -282,7 +282,7 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from ragserve.app import APP_NAME, build_app_from_config
+    from ragserve.app import APP_NAME, build_app_from_config, serve_tracing_config
 
     host = args.host or cfg.router.host
     port = args.port or cfg.router.port
@@ -306,7 +306,8 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
         signal.signal(sig, request_stop)
     try:
         serve.start(
-            http_options={"host": host, "port": port, "request_timeout_s": cfg.router.request_timeout_s}
+            http_options={"host": host, "port": port, "request_timeout_s": cfg.router.request_timeout_s},
+            tracing_config=serve_tracing_config(cfg),
         )
         serve.run(build_app_from_config(cfg), name=APP_NAME, route_prefix=cfg.router.route_prefix)
         print(

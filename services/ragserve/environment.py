@@ -20,7 +20,24 @@ def process_env(cfg: AppConfig) -> dict[str, str]:
     }
     if cfg.hf_offline:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.update(tracing_env(cfg))
     return env
+
+
+def tracing_env(cfg: AppConfig) -> dict[str, str]:
+    """The OTLP endpoint (read by the exporter), and Serve's tracing settings for the HTTP proxies: Ray 2.60
+    starts them without the Serve config's ``tracing_config`` (``proxy_state.py``), so they read these."""
+    from ragserve.observability.tracing import EXPORTER_IMPORT_PATH
+
+    t = cfg.observability.tracing
+    if not (t.enabled and t.endpoint):
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": t.endpoint,
+        "OTEL_SERVICE_NAME": "ragserve",
+        "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": EXPORTER_IMPORT_PATH,
+        "RAY_SERVE_TRACING_SAMPLING_RATIO": str(t.sampling_ratio),
+    }
 
 
 def apply(cfg: AppConfig, environ: MutableMapping[str, str] | None = None) -> None:

@@ -20,6 +20,7 @@ from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
 from ragserve.limits import check_question, check_top_k
 from ragserve.observability import metrics
+from ragserve.observability.tracing import stage
 from ragserve.store.filters import Filter
 from ragserve.store.milvus import Hit, MilvusStore
 
@@ -161,17 +162,21 @@ class Retriever:
         check_top_k(top_k)
         reranking = self._reranks(rerank)
         t0 = time.perf_counter()
-        vector = await self.embed_queries([query])
+        with stage("embed"):
+            vector = await self.embed_queries([query])
         embed_ms = _ms(t0)
         t1 = time.perf_counter()
-        # pymilvus is synchronous: keep the event loop free for other requests.
-        hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where, reranking)
+        with stage("milvus.search", mode=self.cfg.mode, limit=top_k) as span:
+            # pymilvus is synchronous: keep the event loop free for other requests.
+            hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where, reranking)
+            span.set_attribute("hits", len(hits))
         timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
         if reranking:
             # Coverage is judged on every candidate scored: the reranker's order is not a cosine order.
             best = max((h.similarity for h in hits), default=-1.0)
             t2 = time.perf_counter()
-            hits = await self._rerank(query, hits)
+            with stage("rerank", candidates=len(hits)):
+                hits = await self._rerank(query, hits)
             timings["rerank_ms"] = _ms(t2)
         hits = cap_per_source(hits, self.cfg.max_chunks_per_source, top_k)
         if not reranking:
@@ -246,7 +251,8 @@ class RagPipeline:
         found = await self.retriever.search(question, req.top_k or self.top_k, req.where, req.rerank)
         t_prompt = time.perf_counter()
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
-        built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
+        with stage("prompt.build", contexts=len(found.hits)):
+            built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
         if not self.retriever.covers(found):
             async for event in self._not_covered(found.hits, timings, started):
@@ -257,17 +263,21 @@ class RagPipeline:
         ttft_ms: float | None = None
         completion_tokens, finish = 0, None
         engine: dict[str, float] = {}
-        async for delta in self.generator.generate(built.token_ids, sampling, req.request_id):
-            if ttft_ms is None and delta.completion_tokens:
-                ttft_ms = _ms(t_gen)
-                metrics.TTFT.observe(time.perf_counter() - started)
-            if delta.engine_ttft_s is not None:
-                engine["ttft"] = delta.engine_ttft_s
-            if delta.engine_total_s is not None:
-                engine["generate"] = delta.engine_total_s
-            completion_tokens, finish = delta.completion_tokens, delta.finish_reason
-            if delta.text:
-                yield Delta(delta.text)
+        # A span across yields: the consumer runs between them, so it is entered and left explicitly.
+        with stage("generate", prompt_tokens=len(built.token_ids)) as span:
+            async for delta in self.generator.generate(built.token_ids, sampling, req.request_id):
+                if ttft_ms is None and delta.completion_tokens:
+                    ttft_ms = _ms(t_gen)
+                    metrics.TTFT.observe(time.perf_counter() - started)
+                    span.add_event("first_token", {"ttft_ms": ttft_ms})
+                if delta.engine_ttft_s is not None:
+                    engine["ttft"] = delta.engine_ttft_s
+                if delta.engine_total_s is not None:
+                    engine["generate"] = delta.engine_total_s
+                completion_tokens, finish = delta.completion_tokens, delta.finish_reason
+                if delta.text:
+                    yield Delta(delta.text)
+            span.set_attribute("completion_tokens", completion_tokens)
         timings.update(generate_ms=_ms(t_gen), ttft_ms=ttft_ms or 0.0, total_ms=_ms(started))
         _engine_share(timings, engine)
         usage = {

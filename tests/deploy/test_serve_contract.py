@@ -7,10 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from ragserve.app import DEPLOYMENTS, IMPORT_PATH, build_app, config_from_args, serve_config
+from ragserve.app import (
+    DEPLOYMENTS,
+    IMPORT_PATH,
+    build_app,
+    config_from_args,
+    serve_config,
+    serve_tracing_config,
+)
 from ragserve.config import profile_defaults
+from ragserve.environment import tracing_env
 from tests.deploy.conftest import OVERLAYS, SCENARIOS, one, serve_app, worker_group
 
 
@@ -43,7 +52,7 @@ def test_serve_config_loads_into_the_model_and_builds(
     rendered: dict[str, Any], built_overlays: dict[str, Any], scenario: str
 ) -> None:
     docs = _all_rendered(rendered, built_overlays)[scenario]
-    config = {"applications": [serve_app(docs)]}
+    config = yaml.safe_load(one(docs, "RayService")["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(config)  # what the Ray dashboard checks when KubeRay submits it
     app = serve_app(docs)
     assert app["import_path"] == IMPORT_PATH
@@ -70,6 +79,14 @@ def test_serve_config_loads_into_the_model_and_builds(
     # the chart lists exactly the deployments the builder binds (the Reranker only when enabled)
     assert set(_deployments(build_app(app["args"]))) == set(blocks)
     assert ("Reranker" in blocks) == cfg.reranker.enabled == (scenario == "reranker")
+    # Serve's tracing (proxies and replicas) exactly as the builder's serve_config writes it, and the OTLP
+    # endpoint in every Ray container's environment, so the proxies export too
+    assert config.get("tracing_config") == serve_tracing_config(cfg)
+    assert (config.get("tracing_config") is not None) == (scenario == "tracing")
+    head = one(docs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
+    assert {k: env[k] for k in tracing_env(cfg)} == tracing_env(cfg)
+    assert ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in env) == cfg.observability.tracing.enabled
 
 
 def test_default_blocks_are_the_production_profile(rendered: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from ragserve.config import AppConfig, load_config
 from tests.integration import serving
+from tests.integration.otlp_receiver import OtlpReceiver
 
 
 @pytest.fixture()
@@ -36,7 +37,21 @@ def store(app_config: AppConfig) -> Iterator:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def otlp() -> Iterator[OtlpReceiver]:
+    """The session's trace receiver. The endpoint and Serve's tracing settings are in the environment
+    before Ray starts, so the HTTP proxy (which inherits it) exports there too, as the chart's pod env
+    makes it."""
+    from ragserve.environment import tracing_env
+
+    receiver = OtlpReceiver()
+    traced = {"observability": {"tracing": {"enabled": True, "endpoint": receiver.endpoint}}}
+    os.environ.update(tracing_env(load_config(env={}, overrides=traced)))  # as the chart's pod env
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(otlp: OtlpReceiver):
     """One local Ray for the whole session: 8 logical CPUs (more than the machine has, or some deployments
     never schedule), fast autoscaling metrics so scaling is observable within a test, and metrics exported
     every second (not 10) so the Prometheus test sees its traffic quickly."""
@@ -67,7 +82,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def served(
-    ray_cluster, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    ray_cluster, otlp: OtlpReceiver, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[serving.Served]:
     """The one Serve app of the session (vLLM starts once for every test that uses it)."""
     from ray import serve
@@ -110,6 +125,7 @@ def served(
         # The generated random cross-encoder: the reranking code path on every query (its order is
         # arbitrary, so tests that check which page is found ask for `rerank: false`).
         "reranker": {"enabled": True, "timeout_s": serving.RERANKER_TIMEOUT_S, "deployment": one},
+        "observability": {"tracing": {"enabled": True, "endpoint": otlp.endpoint, "sampling_ratio": 1.0}},
         "router": {
             "deployment": one,
             "request_timeout_s": 30,
@@ -120,7 +136,9 @@ def served(
     }
     cfg = load_config(overrides=overrides, env={"RAGSERVE_HOME": str(home)})
     document = serve_config(cfg)
-    serve.start(http_options={"host": "127.0.0.1", "port": serving.PORT})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": serving.PORT}, tracing_config=document["tracing_config"]
+    )
     serving.deploy(document)
     yield serving.Served(cfg, document, home, proxy)
     serve.delete(serving.APP)
