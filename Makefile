@@ -6,7 +6,7 @@ CORPUS ?= ../shared/corpus/milvus-docs/site/en
 EVAL ?= ../shared/eval/dev.jsonl
 DEMO_COLLECTION := --collection ragserve_demo
 
-.PHONY: help install demo check test test-fast test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load bench inplace clean
+.PHONY: help install demo check test test-fast test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load bench overhead inplace clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ load: $(STAMP) ## open-loop load test (query, search, chat-stream) -> load-tests
 
 bench: $(STAMP) ## side-by-side ratios: embedder pool, search, query vs raw vLLM, ingestion -> results/bench.json
 	cd load-tests && $(abspath $(PY)) bench.py
+
+overhead: $(STAMP) ## the four served-path overhead goal rows in one run (< 10 min) -> load-tests/results/overhead.json
+	cd load-tests && $(abspath $(PY)) overhead.py --profile
 
 clean: ## remove caches (keeps .venv and your data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/*.egg-info

@@ -1,0 +1,406 @@
+"""The served path against its parts run bare, in one run: the four goal rows of `make overhead`.
+
+  ttft    /v1/query streamed, concurrency 1: time to the first token served, vs the bare parts (in-process
+          embed + Milvus search + prompt build, then a raw vLLM OpenAI server streaming the same prompt ids);
+  search  /v1/search at concurrency 1, served vs in-process embed + Milvus search;
+  query   /v1/query at saturation (concurrency C), requests/s served vs the bare parts;
+  pool    the Embedder pool (one handle call per query text) at saturation vs raw encode at its best batch.
+
+Every row also records CPU milliseconds per request for each process role (roles.py), so the gap can be
+attributed. With ``--profile`` py-spy samples the router and generator replicas during the served
+saturation row and the top functions by own samples are written next to the figures.
+
+    .venv/bin/python load-tests/overhead.py [--corpus DIR] [--requests 60] [--concurrency 8]
+
+Writes load-tests/results/overhead.json (keys: ttft_overhead_ms_p50, search_overhead_ms_p50,
+query_rps_ratio, embedder_pool_ratio, each next to the two raw figures it comes from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from bench import VLLM_PORT, encode_sweep, raw_model, vllm_server_command
+from harness import CORPUS, machine, served_app
+from roles import cpu_window, per_request
+from serve_latency import questions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PORT = 8781
+TOP_K = 3
+
+
+def stats(ms: list[float], wall_s: float) -> dict[str, float]:
+    a = np.array(ms)
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(a, 50)), 1),
+        "p99_ms": round(float(np.percentile(a, 99)), 1),
+        "rps": round(len(ms) / wall_s, 2),
+    }
+
+
+async def run_row(call: Callable[[str], Awaitable[float]], qs: list[str], n: int, c: int) -> dict[str, Any]:
+    """``call(question)`` returns the latency that counts (ms); n calls at concurrency c after one warm-up;
+    CPU per role over the measured window."""
+    await call(qs[0])
+    sem = asyncio.Semaphore(c)
+    out: list[float] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            out.append(await call(qs[i % len(qs)]))
+
+    with cpu_window() as window:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+    return {**stats(out, wall), "cpu_ms_per_request": per_request(window, n)}
+
+
+# ---- bare parts ----------------------------------------------------------------------------------------
+class BareParts:
+    """In-process retrieval and prompt building, and a raw vLLM OpenAI server on the same engine args."""
+
+    def __init__(self, cfg: Any):
+        from transformers import AutoTokenizer
+
+        from ragserve.embedder.encoder import Encoder
+        from ragserve.generator.engine import resolve_model
+        from ragserve.generator.prompt import PromptBuilder
+        from ragserve.rag import Retriever, local_query_embedder
+        from ragserve.store.lite_server import LiteServer
+        from ragserve.store.milvus import MilvusStore
+
+        self.cfg = cfg
+        self.lite = LiteServer(str(cfg.store.uri))  # the gRPC path the served app uses
+        self.store = MilvusStore.for_app(cfg, self.lite.uri)
+        encoder = Encoder(cfg.embedder)
+        self.store.ensure_collection(encoder.dim, encoder.model_name)  # checks the schema, loads it
+        self.retriever = Retriever(local_query_embedder(encoder), self.store, cfg.retrieval)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
+        self.prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+
+    async def prompt_ids(self, q: str) -> list[int]:
+        found = await self.retriever.search(q, TOP_K)
+        return self.prompt.build(q, found.hits, self.cfg.generator.sampling.max_tokens).token_ids
+
+    def close(self) -> None:
+        self.store.close()
+        self.lite.stop()
+
+
+def covered_questions(cfg: Any) -> list[str]:
+    """The dev questions the corpus covers (retrieval.min_relevance): the served path answers the others
+    without generating, so they would not compare the same work."""
+    from ragserve.embedder.encoder import Encoder
+    from ragserve.rag import Retriever, local_query_embedder
+    from ragserve.store.milvus import MilvusStore
+
+    store = MilvusStore.for_app(cfg)
+    encoder = Encoder(cfg.embedder)
+    store.ensure_collection(encoder.dim, encoder.model_name)
+    retriever = Retriever(local_query_embedder(encoder), store, cfg.retrieval)
+    try:
+        return [q for q in questions() if retriever.covers(asyncio.run(retriever.search(q, TOP_K)))]
+    finally:
+        store.close()
+
+
+def completion_body(cfg: Any, prompt: list[int], stream: bool) -> dict[str, Any]:
+    s = cfg.generator.sampling
+    return {
+        "model": cfg.generator.model_id,
+        "prompt": prompt,
+        "max_tokens": s.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "stream": stream,
+    }
+
+
+async def ttft_of_stream(response: httpx.Response, marker: str, t0: float) -> float:
+    """Milliseconds from ``t0`` to the first SSE line starting with ``marker``; reads the whole stream."""
+    first: float | None = None
+    async for line in response.aiter_lines():
+        if first is None and line.startswith(marker):
+            first = (time.perf_counter() - t0) * 1000
+    if first is None:
+        raise RuntimeError(f"no {marker!r} line in the stream")
+    return first
+
+
+async def bare_rows(cfg: Any, qs: list[str], n: int, c: int) -> dict[str, Any]:
+    from ragserve.environment import process_env
+
+    parts = BareParts(cfg)
+    log = open(RESULTS / "vllm-server.log", "w")  # noqa: SIM115 - closed below
+    command = vllm_server_command(cfg)
+    proc = subprocess.Popen(command, env={**os.environ, **process_env(cfg)}, stdout=log, stderr=log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{VLLM_PORT}", timeout=120) as client:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"vLLM server did not start: {RESULTS / 'vllm-server.log'}")
+                await asyncio.sleep(1)
+
+            async def search(q: str) -> float:
+                t0 = time.perf_counter()
+                await parts.retriever.search(q, TOP_K)
+                return (time.perf_counter() - t0) * 1000
+
+            async def ttft(q: str) -> float:
+                t0 = time.perf_counter()
+                body = completion_body(cfg, await parts.prompt_ids(q), stream=True)
+                async with client.stream("POST", "/v1/completions", json=body) as res:
+                    res.raise_for_status()
+                    return await ttft_of_stream(res, "data: ", t0)
+
+            async def query(q: str) -> float:
+                t0 = time.perf_counter()
+                body = completion_body(cfg, await parts.prompt_ids(q), stream=False)
+                (await client.post("/v1/completions", json=body)).raise_for_status()
+                return (time.perf_counter() - t0) * 1000
+
+            return {
+                "search_c1": await run_row(search, qs, n, 1),
+                "ttft_c1": await run_row(ttft, qs, n, 1),
+                "query_saturation": await run_row(query, qs, n, c),
+                "vllm_command": " ".join(command),
+            }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+        parts.close()
+
+
+# ---- served ----------------------------------------------------------------------------------------------
+def replica_pids() -> dict[str, int]:
+    import psutil
+
+    out = {}
+    for p in psutil.process_iter(["cmdline"]):
+        title = " ".join(p.info["cmdline"] or [])
+        for name in ("Router", "Generator"):
+            if f"ServeReplica:ragserve:{name}" in title:
+                out[name] = p.pid
+    return out
+
+
+def py_spy(pids: dict[str, int], seconds: int) -> dict[str, subprocess.Popen[bytes]]:
+    exe = Path(sys.executable).with_name("py-spy")
+    return {
+        name: subprocess.Popen(
+            [
+                str(exe),
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(seconds),
+                "-r",
+                "50",
+                "-f",
+                "raw",
+                "-o",
+                str(RESULTS / f"py-spy-{name.lower()}.txt"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    }
+
+
+def top_frames(path: Path, k: int = 12) -> list[dict[str, Any]]:
+    """Collapsed stacks (sampled while holding the GIL: Python work, not waits) -> the functions with the
+    most samples on top of the stack (own time)."""
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        own[stack.split(";")[-1]] += int(count)
+    return [{"frame": f, "share": round(n / total, 3)} for f, n in own.most_common(k)] if total else []
+
+
+async def pool_rate(texts: list[str], concurrency: int) -> dict[str, Any]:
+    from ray import serve
+
+    from ragserve.app import APP_NAME
+
+    handle = serve.get_deployment_handle("Embedder", APP_NAME)
+    await handle.embed_query.remote("warm-up")
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(t: str) -> None:
+        async with sem:
+            await handle.embed_query.remote(t)
+
+    with cpu_window() as window:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(t) for t in texts))
+        wall = time.perf_counter() - t0
+    return {"texts_per_s": round(len(texts) / wall, 1), "cpu_ms_per_text": per_request(window, len(texts))}
+
+
+async def served_rows(
+    home: Path, qs: list[str], n: int, c: int, texts: list[str], pool_c: int, profile: bool
+) -> dict[str, Any]:
+    with served_app({"data_dir": str(home)}, PORT) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+
+            async def search(q: str) -> float:
+                t0 = time.perf_counter()
+                body = {"query": q, "top_k": TOP_K}
+                (await client.post("/v1/search", json=body)).raise_for_status()
+                return (time.perf_counter() - t0) * 1000
+
+            async def ttft(q: str) -> float:
+                t0 = time.perf_counter()
+                body = {"question": q, "top_k": TOP_K, "stream": True}
+                async with client.stream("POST", "/v1/query", json=body) as res:
+                    res.raise_for_status()
+                    return await ttft_of_stream(res, "event: delta", t0)
+
+            engine: list[dict[str, float]] = []
+
+            async def query(q: str) -> float:
+                t0 = time.perf_counter()
+                res = await client.post("/v1/query", json={"question": q, "top_k": TOP_K})
+                res.raise_for_status()
+                engine.append(res.json()["timings"])
+                return (time.perf_counter() - t0) * 1000
+
+            out: dict[str, Any] = {
+                "search_c1": await run_row(search, qs, n, 1),
+                "ttft_c1": await run_row(ttft, qs, n, 1),
+            }
+            spies = py_spy(replica_pids(), 20) if profile else {}
+            out["query_saturation"] = await run_row(query, qs, n, c)
+            for spy in spies.values():
+                spy.wait(timeout=120)
+            if spies:
+                out["py_spy_top_own_time"] = {
+                    name: top_frames(RESULTS / f"py-spy-{name.lower()}.txt") for name in spies
+                }
+            keys = ("ttft_ms", "engine_ttft_ms", "generate_ms", "engine_generate_ms")
+            out["query_saturation"]["timings_p50_ms"] = {
+                k: round(float(np.median([t[k] for t in engine if k in t])), 1) for k in keys
+            }
+        out["pool"] = await pool_rate(texts, pool_c)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpus", type=Path, default=CORPUS / "reference", help="ingested and served")
+    parser.add_argument("--requests", type=int, default=60, help="requests per row")
+    parser.add_argument("--concurrency", type=int, default=8, help="the saturation rows")
+    parser.add_argument("--texts", type=int, default=384, help="query texts for the pool and raw encode")
+    parser.add_argument("--pool-concurrency", type=int, default=64)
+    parser.add_argument("--profile", action="store_true", help="py-spy the router and generator replicas")
+    parser.add_argument("--out", type=Path, default=RESULTS / "overhead.json")
+    args = parser.parse_args()
+    from ragserve import environment
+    from ragserve.config import load_config
+    from ragserve.observability.logging import configure_logging
+
+    configure_logging(False)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    home = Path(tempfile.mkdtemp(prefix="ragserve-overhead-"))
+    env = {**os.environ, "RAGSERVE_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(args.corpus)], env=env, check=True)
+    cfg = load_config(env=env)
+    saved_env = dict(os.environ)
+    n, c = args.requests, args.concurrency
+    try:
+        qs = covered_questions(cfg)
+        if not qs:
+            raise SystemExit(f"{args.corpus} covers none of the dev questions: pick a larger corpus")
+        texts = [f"{qs[i % len(qs)]} ({i})" for i in range(args.texts)]
+        print("raw encode sweep ...", flush=True)
+        model = raw_model(cfg)
+        sweep = encode_sweep(model, texts, [8, 32, 64, 128])
+        del model
+        best = max(sweep, key=lambda b: sweep[b])
+        print("bare parts (in-process retrieval + raw vLLM server) ...", flush=True)
+        environment.apply(cfg)
+        bare = asyncio.run(bare_rows(cfg, qs, n, c))
+        os.environ.clear()  # vLLM's CPU platform edits the environment; Ray workers must not inherit it
+        os.environ.update(saved_env)
+        print("served app ...", flush=True)
+        served = asyncio.run(served_rows(home, qs, n, c, texts, args.pool_concurrency, args.profile))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    def pair(key: str, served_v: float, bare_v: float, value: float) -> dict[str, float]:
+        return {key: value, "served": served_v, "bare": bare_v}
+
+    s, b = served, bare
+    report = {
+        "machine": machine(),
+        "corpus": str(args.corpus),
+        "requests_per_row": n,
+        "saturation_concurrency": c,
+        "seconds": round(time.perf_counter() - started, 1),
+        "questions": len(qs),
+        "ttft_overhead_ms_p50": pair(
+            "ms",
+            s["ttft_c1"]["p50_ms"],
+            b["ttft_c1"]["p50_ms"],
+            round(s["ttft_c1"]["p50_ms"] - b["ttft_c1"]["p50_ms"], 1),
+        ),
+        "search_overhead_ms_p50": pair(
+            "ms",
+            s["search_c1"]["p50_ms"],
+            b["search_c1"]["p50_ms"],
+            round(s["search_c1"]["p50_ms"] - b["search_c1"]["p50_ms"], 1),
+        ),
+        "query_rps_ratio": pair(
+            "ratio",
+            s["query_saturation"]["rps"],
+            b["query_saturation"]["rps"],
+            round(s["query_saturation"]["rps"] / b["query_saturation"]["rps"], 3),
+        ),
+        "embedder_pool_ratio": pair(
+            "ratio", s["pool"]["texts_per_s"], sweep[best], round(s["pool"]["texts_per_s"] / sweep[best], 3)
+        ),
+        "raw_encode_texts_per_s_by_batch": sweep,
+        "served": served,
+        "bare": bare,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("served", "bare")}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
