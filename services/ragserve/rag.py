@@ -263,7 +263,7 @@ class RagPipeline:
         ttft_ms: float | None = None
         completion_tokens, finish = 0, None
         engine: dict[str, float] = {}
-        # A span across yields: the consumer runs between them, so it is entered and left explicitly.
+        # The span stays open across the yields: it ends with the last delta, as the generation does.
         with stage("generate", prompt_tokens=len(built.token_ids)) as span:
             async for delta in self.generator.generate(built.token_ids, sampling, req.request_id):
                 if ttft_ms is None and delta.completion_tokens:

@@ -29,9 +29,6 @@ class RerankerDeployment:
         self.score.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    def info(self) -> dict[str, object]:
-        return {"model": self.scorer.model_name}
-
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def score(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
         """Called once per request with (question, passages); Serve groups concurrent requests, whose
