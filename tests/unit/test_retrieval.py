@@ -1,6 +1,8 @@
-"""Retrieval logic outside Milvus: the per-source cap and the abstention rule."""
+"""Retrieval logic outside Milvus: the per-source cap, the abstention rule, which servers have BM25."""
 
 from __future__ import annotations
+
+import pytest
 
 from ragserve.config import RetrievalConfig
 from ragserve.rag import Retriever, cap_per_source
@@ -26,3 +28,20 @@ def test_covers_uses_the_best_similarity_against_min_relevance() -> None:
     assert retriever(0.3).covers(hits) and not retriever(0.32).covers(hits)
     assert not retriever(0.3).covers([])  # nothing found: not covered
     assert retriever(None).covers([])  # no threshold: never abstain
+
+
+@pytest.mark.parametrize(
+    ("version", "bm25"),
+    [
+        ("v2.3.5-lite", False),  # PyPI's `milvus` server
+        ("v2.4.23", False),
+        ("v2.5.0", True),
+        ("v2.6.16", True),
+        ("v10.0.1", True),
+        ("milvus_lite-3.2.2", True),  # Milvus Lite reports its own version
+    ],
+)
+def test_bm25_is_expected_from_milvus_2_5_and_lite(version: str, bm25: bool) -> None:
+    from ragserve.store.milvus import server_has_bm25
+
+    assert server_has_bm25(version) is bm25
