@@ -171,3 +171,29 @@ def test_source_filter_helpers_on_real_milvus(store, encoder, app_config) -> Non
     with pytest.raises(ValueError, match="non-empty filter"):
         store.delete(Filter())  # never the whole collection by accident
     assert store.count() == 5
+
+
+def test_store_follows_a_restarted_lite_owner_to_its_new_port(tmp_path: Path, encoder) -> None:
+    """A rollout replaces the Milvus Lite owner, which comes back on a new port (the router's check_health
+    then calls reconnect)."""
+    from ragserve.store.lite_server import LiteServer
+    from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError
+
+    db = str(tmp_path / "milvus.db")
+    first = LiteServer(db)
+    cfg = load_config(overrides={"store": {"uri": first.uri}}, env={"RAGSERVE_HOME": str(tmp_path)})
+    store = MilvusStore(cfg.store)
+    store.ensure_collection(encoder.dim, encoder.model_name)
+    record = ChunkRecord("a", "a.md", "A", "Milvus keeps vectors.", 0, "h")
+    store.upsert([record], encoder.embed_documents([record.chunk]))
+    first.stop()
+    with pytest.raises(StoreError):
+        store.count()
+    second = LiteServer(db)
+    try:
+        assert second.uri != first.uri
+        store.reconnect(second.uri)
+        assert store.count() == 1 and store.cfg.uri == second.uri
+    finally:
+        store.close()
+        second.stop()

@@ -153,9 +153,12 @@ class MilvusStore:
         self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
         if self.lite_path is not None:
             self.lite_path.parent.mkdir(parents=True, exist_ok=True)
+        self.client = self._connect(cfg)
+
+    def _connect(self, cfg: StoreConfig) -> MilvusClient:
         token = cfg.token.get_secret_value() if cfg.token else ""
         try:
-            self.client = MilvusClient(
+            return MilvusClient(
                 uri=str(self.lite_path or cfg.uri),
                 token=token,
                 db_name=cfg.db_name,
@@ -168,6 +171,20 @@ class MilvusStore:
                     "`ragserve serve` or ingest); wait for it, or send documents to POST /v1/documents"
                 ) from err
             raise StoreError(f"cannot connect to Milvus at {cfg.uri}: {err}") from err
+
+    def reconnect(self, uri: str) -> None:
+        """Talk to the same Milvus at another server URI from now on (a restarted Milvus Lite owner listens
+        on a new port); calls already running on the old connection fail as they would have anyway."""
+        if self.lite_path is not None:
+            raise StoreError("a Milvus Lite file is opened in place, not reconnected")
+        cfg = self.cfg.model_copy(update={"uri": uri})
+        old, self.client, self.cfg = self.client, self._connect(cfg), cfg
+        try:
+            old.close()
+        except Exception:  # the old server is gone: nothing to close cleanly
+            log.debug("error closing the previous Milvus client", exc_info=True)
+        if self.has_collection():
+            self.load()
 
     @classmethod
     def for_app(cls, cfg: AppConfig, uri: str | None = None) -> MilvusStore:
