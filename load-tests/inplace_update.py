@@ -107,6 +107,30 @@ def foreign_ray_processes(own_dir: Path | None = None) -> list[str]:
 
 
 # ---- cluster and deploy paths -----------------------------------------------------------------------------
+def private_env(home: Path) -> dict[str, str]:
+    """The environment of a private cluster whose RAGSERVE_HOME and Ray temp dir are under ``home``.
+
+    Token auth with this run's own token: Ray 2.60 turns token auth on for a cluster when ~/.ray/auth_token
+    exists (any local ray.init() creates it), and its clients then need that token. A token file of our own
+    keeps the cluster authenticated and independent of whatever ~/.ray holds. This process gets the same
+    auth settings (the state API, the controller fallback)."""
+    token_path = home / "auth_token"
+    token_path.write_text(secrets.token_hex(32))
+    token_path.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update(
+        RAGSERVE_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token_path),
+    )
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
+    return env
+
+
 @dataclass
 class Cluster:
     home: Path
@@ -600,24 +624,8 @@ def main() -> int:
         log(f"another Ray runs here ({', '.join(foreign)}): left alone (own ports, temp dir, stop by pid)")
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="ragserve-inplace-"))
-    # Token auth with this run's own token: Ray 2.60 turns token auth on for a cluster when
-    # ~/.ray/auth_token exists (any local ray.init() creates it), and its clients then need that token.
-    # A token file of our own keeps the cluster authenticated and independent of whatever ~/.ray holds.
-    token_path = home / "auth_token"
-    token_path.write_text(secrets.token_hex(32))
-    token_path.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-    env.update(
-        RAGSERVE_HOME=str(home),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN_PATH=str(token_path),
-    )
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))  # state API, fallback
-    cluster = Cluster(home, env)
+    cluster = Cluster(home, private_env(home))
+    env = cluster.env
     import ragserve
 
     report: dict[str, Any] = {

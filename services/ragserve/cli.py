@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from ragserve import environment
 from ragserve.config import AppConfig, ConfigError, load_config
-from ragserve.observability.logging import configure_logging
+from ragserve.observability.logging import Console, configure_logging
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_DEPENDENCY = 0, 1, 2, 3
 SHUTDOWN_TIMEOUT_S = 30  # `ragserve serve`: Serve's orderly shutdown before Ray's processes are stopped
@@ -28,10 +29,19 @@ class CliError(Exception):
 
 
 # ---- wiring ---------------------------------------------------------------------------------------------
-def prepare_environment(cfg: AppConfig, verbose: bool) -> None:
-    """Process-wide settings that must precede the first import of transformers / vLLM."""
+# Commands whose output is all there is (no models, no Milvus): nothing to divert.
+PURE_OUTPUT = {"config", "serve-config"}
+
+
+def prepare_environment(cfg: AppConfig, args: argparse.Namespace) -> Console:
+    """Process-wide settings that must precede the first import of transformers / vLLM. Without -v, library
+    warnings and engine logs go to <data_dir>/logs/<command>.log; the command's own output to the terminal."""
     environment.apply(cfg)
-    configure_logging(verbose)
+    log_file = None if args.command in PURE_OUTPUT else cfg.data_dir / "logs" / f"{args.command}.log"
+    con = configure_logging(args.verbose, log_file)
+    if con.log is not None:
+        print(f"engine and library logs: {con.log} (-v shows them here)", file=con.err)
+    return con
 
 
 class ModelLoadError(RuntimeError):
@@ -93,27 +103,27 @@ def open_retriever(cfg: AppConfig):  # -> Retriever
     return Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg))
 
 
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
+def _print_json(con: Console, obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False), file=con.out)
 
 
 # ---- commands -------------------------------------------------------------------------------------------
 EVAL_MODES = ("dense", "hybrid", "rerank")
 
 
-def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.ingest.pipeline import IngestError, Ingestor
     from ragserve.store.milvus import SchemaMismatchError
 
     progress = None
     bar: Any = None
-    if sys.stderr.isatty() and not args.json:
+    if con.err.isatty() and not args.json:
         from tqdm import tqdm
 
         def progress(done: int, total: int) -> None:
             nonlocal bar
             if bar is None:
-                bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+                bar = tqdm(total=total, unit="chunk", desc="embedding", file=con.err)
             bar.update(done - bar.n)
 
     store = open_store(cfg)
@@ -129,17 +139,17 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace) -> int:
         store.close()
     if report.rebuilt_from_chunks is not None:
         dropped = report.rebuilt_from_chunks
-        print(f"rebuild: dropped collection {cfg.store.collection!r} ({dropped} chunks)", file=sys.stderr)
+        print(f"rebuild: dropped collection {cfg.store.collection!r} ({dropped} chunks)", file=con.err)
     for source, reason in report.files_failed:
-        print(f"warning: skipped {source}: {reason}", file=sys.stderr)
+        print(f"warning: skipped {source}: {reason}", file=con.err)
     if args.json:
-        _print_json(report.as_dict())
+        _print_json(con, report.as_dict())
     else:
-        print(report.summary())
+        print(report.summary(), file=con.out)
     return EXIT_PARTIAL if report.files_failed else EXIT_OK
 
 
-def cmd_search(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.rag import hit_dict
     from ragserve.store.filters import Filter
 
@@ -147,15 +157,15 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace) -> int:
     retriever = open_retriever(cfg)
     result = asyncio.run(retriever.search(args.query, args.top_k or cfg.prompt.top_k, where))
     if args.json:
-        _print_json({"hits": [hit_dict(h) for h in result.hits], "timings": result.timings})
+        _print_json(con, {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings})
         return EXIT_OK
     for rank, hit in enumerate(result.hits, 1):
         preview = " ".join(hit.chunk.split())[:160]
-        print(f"{rank:>2}. {hit.score:.4f}  {hit.source}#{hit.chunk_index}  {preview}")
+        print(f"{rank:>2}. {hit.score:.4f}  {hit.source}#{hit.chunk_index}  {preview}", file=con.out)
     return EXIT_OK
 
 
-def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.generator.engine import VLLMGenerator
     from ragserve.generator.prompt import PromptTooLongError
     from ragserve.limits import check_question
@@ -186,6 +196,7 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
         generator.shutdown()
     if args.json:
         _print_json(
+            con,
             {
                 "answer": answer.answer,
                 "sources": [hit_dict(h) for h in answer.sources],
@@ -195,22 +206,23 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace) -> int:
                 "contexts_dropped": answer.contexts_dropped,
                 "grounded": answer.grounded,
                 "model": generator.model_name,
-            }
+            },
         )
         return EXIT_OK
-    print(answer.answer or "(empty answer)")
-    print("\nSources:")
+    print(answer.answer or "(empty answer)", file=con.out)
+    print("\nSources:", file=con.out)
     for hit in answer.sources:
-        print(f"  {hit.score:.4f}  {hit.source}#{hit.chunk_index}")
+        print(f"  {hit.score:.4f}  {hit.source}#{hit.chunk_index}", file=con.out)
     t = answer.timings
     print(
         f"\nembed {t['embed_ms']:.0f} ms, search {t['search_ms']:.0f} ms, prompt {t['prompt_ms']:.0f} ms, "
-        f"generate {t['generate_ms']:.0f} ms (ttft {t['ttft_ms']:.0f} ms); tokens {answer.usage}"
+        f"generate {t['generate_ms']:.0f} ms (ttft {t['ttft_ms']:.0f} ms); tokens {answer.usage}",
+        file=con.out,
     )
     return EXIT_OK
 
 
-def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.evaluate import EvalFileError, evaluate, load_eval_file
 
     try:
@@ -243,7 +255,7 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
             reports[mode].pop("per_question")
     main = reports[modes[0]]
     if args.json:
-        _print_json({**main, "mode": modes[0], **({"modes": reports} if args.compare else {})})
+        _print_json(con, {**main, "mode": modes[0], **({"modes": reports} if args.compare else {})})
         return EXIT_OK
     for mode, r in reports.items():
         a = r["abstention"]
@@ -251,30 +263,34 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace) -> int:
             f"{mode:>6}: k={r['k']} n={r['n']}: recall@{r['k']} {r['recall_at_k']:.3f}, hit rate@{r['k']} "
             f"{r['hit_rate_at_k']:.3f}, MRR {r['mrr']:.3f}, nDCG@{r['k']} {r['ndcg_at_k']:.3f}; search p50 "
             f"{r['latency_ms']['p50']:.1f} ms; abstained {a['unanswerable_abstained']}/{a['unanswerable']} "
-            f"unanswerable, {a['answerable_abstained']} answerable"
+            f"unanswerable, {a['answerable_abstained']} answerable",
+            file=con.out,
         )
     if main["no_gold_sources"]:
-        print(f"scored for abstention only (no gold sources): {', '.join(main['no_gold_sources'])}")
+        print(
+            f"scored for abstention only (no gold sources): {', '.join(main['no_gold_sources'])}",
+            file=con.out,
+        )
     return EXIT_OK
 
 
-def cmd_stats(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_stats(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     store = open_store(cfg)
     try:
-        _print_json(store.stats())
+        _print_json(con, store.stats())
     finally:
         store.close()
     return EXIT_OK
 
 
-def cmd_config(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_config(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.config import dump_config
 
-    _print_json(dump_config(cfg))
+    _print_json(con, dump_config(cfg))
     return EXIT_OK
 
 
-def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_serve(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     """Run the Serve application on a local Ray instance and block until Ctrl-C / SIGTERM."""
     import signal
     import threading
@@ -297,7 +313,7 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
     def request_stop(signum: int, frame: Any) -> None:
         if stop.is_set():  # a second Ctrl-C: leave now, without the orderly shutdown
             raise SystemExit(130)
-        print("stopping ragserve (Ctrl-C again to force)", file=sys.stderr, flush=True)
+        print("stopping ragserve (Ctrl-C again to force)", file=con.err, flush=True)
         stop.set()
 
     # Our own handlers, installed after Ray started: SIGINT may arrive ignored (a parent that started us in
@@ -310,10 +326,12 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
             tracing_config=serve_tracing_config(cfg),
         )
         serve.run(build_app_from_config(cfg), name=APP_NAME, route_prefix=cfg.router.route_prefix)
+        url = f"http://{host}:{port}{cfg.router.route_prefix.rstrip('/')}"
         print(
-            f"ragserve is serving on http://{host}:{port}{cfg.router.route_prefix.rstrip('/')} (Ctrl-C stops)"
+            f"ragserve is serving on {url} (Ctrl-C stops)",
+            file=con.out,
+            flush=True,
         )
-        sys.stdout.flush()
         while not stop.wait(1.0):
             pass
     except KeyboardInterrupt:
@@ -328,12 +346,12 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_serve_config(cfg: AppConfig, args: argparse.Namespace) -> int:
+def cmd_serve_config(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     import yaml
 
     from ragserve.app import serve_config
 
-    print(yaml.safe_dump(serve_config(cfg), sort_keys=False), end="")
+    print(yaml.safe_dump(serve_config(cfg), sort_keys=False), end="", file=con.out)
     return EXIT_OK
 
 
@@ -437,26 +455,32 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    prepare_environment(cfg, args.verbose)
+    con = prepare_environment(cfg, args)
     from ragserve.store.milvus import StoreError
 
     try:
-        return int(args.func(cfg, args))
+        return int(args.func(cfg, args, con))
     except CliError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=con.err)
         return err.code
     except StoreError as err:
-        print(f"error: Milvus: {err}", file=sys.stderr)
+        print(f"error: Milvus: {err}", file=con.err)
         return EXIT_DEPENDENCY
     except ModelLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=con.err)
         return EXIT_DEPENDENCY
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=con.err)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted", file=con.err)
         return 130
+    except Exception as err:
+        if con.log is None:
+            raise
+        logging.getLogger("ragserve.cli").exception("%s failed", args.command)  # the traceback: in the log
+        print(f"error: {type(err).__name__}: {err} (traceback in {con.log})", file=con.err)
+        return EXIT_PARTIAL
 
 
 if __name__ == "__main__":

@@ -93,6 +93,13 @@ class ServeOptions(_Section):
         ge=-1, description="Requests queued per caller before they are shed (-1 = unbounded)."
     )
     backpressure_config: Backpressure = Field(description="Status and Retry-After of shed requests.")
+    max_surge_percent: int = Field(
+        ge=0,
+        le=100,
+        description="Extra replicas Serve may start while it replaces replicas (an `args` or code change), "
+        "as a percentage of the target, rounded up: 100 starts each replacement before its old replica "
+        "stops (a one-replica deployment keeps serving); 0, Serve's default, stops the old one first.",
+    )
 
 
 class Resources(_Section):

@@ -27,6 +27,30 @@ def encoder():
     return Encoder(load_config(env={}).embedder)
 
 
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real standalone Milvus server on 127.0.0.1 (PyPI's ``milvus`` package, 2.3.x): its URI.
+
+    Milvus 2.3 predates BM25 functions and sparse vectors, so the store gives it dense-only collections
+    (docs/retrieval.md, "Milvus servers")."""
+    try:
+        from milvus import MilvusServer, MilvusServerConfig
+    except ImportError:
+        pytest.skip("the `milvus` package (embedded Milvus server) is not installed: pip install milvus")
+    # Free ports from 19530 / 2379 / ... upwards; but its embedded etcd's peer port is fixed (2380): one
+    # such server per machine.
+    server = MilvusServer(MilvusServerConfig(), wait_for_started=False)
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    server.start()
+    try:
+        server.wait_started(timeout=90_000)  # ms; polls /healthz
+    except (TimeoutError, RuntimeError) as err:
+        server.stop()
+        pytest.fail(f"Milvus server did not start ({err}); see {server.config.base_data_dir}/logs")
+    yield f"http://127.0.0.1:{server.listen_port}"
+    server.stop()
+
+
 @pytest.fixture()
 def store(app_config: AppConfig) -> Iterator:
     from ragserve.store.milvus import MilvusStore

@@ -107,3 +107,37 @@ def test_bad_input_gives_clear_errors_and_keeps_data(tmp_path: Path) -> None:
     assert res.returncode == 3, res.stderr
     assert "embedder model" in res.stderr and "cannot be loaded" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def log_line(log: Path) -> str:
+    return f"engine and library logs: {log} (-v shows them here)"
+
+
+@pytest.mark.vllm
+def test_commands_print_only_their_own_output_and_log_the_rest(tmp_path: Path) -> None:
+    """Without -v, library warnings and engine logs (vLLM's EngineCore subprocess, Triton, torch's C++
+    NUMA warning) go to <data_dir>/logs/<command>.log, named once; with -v they reach the terminal."""
+    home = tmp_path / "home"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "hnsw.md").write_text("# HNSW\n\nHNSW has two build parameters: M and efConstruction.\n")
+
+    ingested = ragserve(home, "ingest", str(docs))
+    assert ingested.returncode == 0, ingested.stderr
+    assert ingested.stderr.splitlines() == [log_line(home / "logs" / "ingest.log")]
+    assert ingested.stdout.startswith("ingested 1 files") and len(ingested.stdout.splitlines()) == 1
+
+    question = "What are the HNSW parameters?"
+    answered = ragserve(home, "query", question, "--max-tokens", "4", "--json")
+    assert answered.returncode == 0, answered.stderr
+    log = home / "logs" / "query.log"
+    assert answered.stderr.splitlines() == [log_line(log)]  # nothing else on the terminal
+    assert json.loads(answered.stdout)["usage"]["completion_tokens"] > 0  # stdout is the JSON alone
+    engine_log = log.read_text()
+    assert "EngineCore" in engine_log and "Triton" in engine_log and "WARNING" in engine_log
+
+    verbose = ragserve(home, "query", question, "--max-tokens", "4", "--json", "-v")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "EngineCore" in verbose.stderr and "Triton" in verbose.stderr
+    assert "engine and library logs" not in verbose.stderr
+    assert json.loads(verbose.stdout)["answer"] is not None

@@ -1,4 +1,5 @@
-"""Retrieval logic outside Milvus: the per-source cap, reranking order and the abstention rule."""
+"""Retrieval logic outside Milvus: the per-source cap, reranking order, the abstention rule, which servers
+have BM25."""
 
 from __future__ import annotations
 
@@ -70,3 +71,20 @@ def test_a_reranker_returning_the_wrong_number_of_scores_is_an_error() -> None:
     r = Retriever(None, None, RetrievalConfig(), short)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="1 scores for 2 passages"):
         asyncio.run(r._rerank("q", [hit("a"), hit("b")]))
+
+
+@pytest.mark.parametrize(
+    ("version", "bm25"),
+    [
+        ("v2.3.5-lite", False),  # PyPI's `milvus` server
+        ("v2.4.23", False),
+        ("v2.5.0", True),
+        ("v2.6.16", True),
+        ("v10.0.1", True),
+        ("milvus_lite-3.2.2", True),  # Milvus Lite reports its own version
+    ],
+)
+def test_bm25_is_expected_from_milvus_2_5_and_lite(version: str, bm25: bool) -> None:
+    from ragserve.store.milvus import server_has_bm25
+
+    assert server_has_bm25(version) is bm25

@@ -7,6 +7,7 @@ so the app holds this replica's service and guard settings instead of reading mo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -25,6 +26,8 @@ from ragserve.router.api import create_api
 from ragserve.router.guard import GuardSettings
 from ragserve.router.service import RagService
 from ragserve.store.milvus import MilvusStore
+
+log = logging.getLogger(__name__)
 
 
 def guard_settings(
@@ -62,6 +65,7 @@ class RouterDeployment:
         self._reranker_handle = reranker
         remote_embedder = await RemoteEmbedder.connect(embedder)
         # Several replicas share one Milvus Lite through its owner's gRPC server.
+        self._lite_handle = lite_server
         lite_uri = await lite_server.uri.remote() if lite_server is not None else None
         self.store = MilvusStore.for_app(cfg, lite_uri)
         await asyncio.to_thread(self.store.ensure_collection, remote_embedder.dim, remote_embedder.model_name)
@@ -80,6 +84,20 @@ class RouterDeployment:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service, self.guard, self.cfg.router.request_timeout_s, node_metrics_text)
+
+    async def check_health(self) -> None:
+        """Serve calls this every health_check_period_s. A rollout replaces the Milvus Lite owner, which then
+        listens on a new port: follow it, or this replica's searches fail until it is replaced itself."""
+        if self._lite_handle is None:
+            return
+        try:
+            uri = await self._lite_handle.uri.remote()
+        except Exception:  # the owner is restarting: not this replica's fault, ask again next period
+            log.info("Milvus Lite owner not reachable yet", exc_info=True)
+            return
+        if uri != self.store.cfg.uri:
+            log.info("Milvus Lite owner moved to %s: reconnecting", uri)
+            await asyncio.to_thread(self.store.reconnect, uri)
 
     async def _check_embedder(self) -> None:
         await self._embedder_handle.check_health.remote()

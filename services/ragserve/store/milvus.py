@@ -4,13 +4,15 @@ Collections hold, per chunk: the text shown to users, its source and position, t
 ``search_text`` (heading breadcrumb + chunk) that Milvus' BM25 function turns into a sparse vector on insert,
 so hybrid search (dense + BM25, fused by RRF or weights) is one ``hybrid_search`` call on Lite and on a
 Milvus 2.5+ server alike. A collection created before that (no BM25 field) still serves dense search and is
-refused for hybrid with the command that rebuilds it.
+refused for hybrid with the command that rebuilds it. A server older than 2.5 (no BM25 function, no sparse
+vectors) gets dense-only collections: ``retrieval.mode: dense`` works on it, hybrid is refused up front.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,6 +55,13 @@ MAX_CHUNK_BYTES = 65535
 MAX_SOURCE_BYTES = 2048
 MAX_TITLE_BYTES = 1024
 EMBEDDER_PROPERTY = "ragserve.embedder"
+BM25_SINCE = (2, 5)  # the first Milvus server release with BM25 functions and sparse-vector indexes
+
+
+def server_has_bm25(version: str) -> bool:
+    """``version`` as get_server_version() reports it: "v2.3.5-lite" (server), "milvus_lite-3.2.2" (Lite)."""
+    m = re.match(r"v(\d+)\.(\d+)", version)
+    return m is None or (int(m[1]), int(m[2])) >= BM25_SINCE
 
 
 class StoreError(RuntimeError):
@@ -144,9 +153,12 @@ class MilvusStore:
         self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
         if self.lite_path is not None:
             self.lite_path.parent.mkdir(parents=True, exist_ok=True)
+        self.client = self._connect(cfg)
+
+    def _connect(self, cfg: StoreConfig) -> MilvusClient:
         token = cfg.token.get_secret_value() if cfg.token else ""
         try:
-            self.client = MilvusClient(
+            return MilvusClient(
                 uri=str(self.lite_path or cfg.uri),
                 token=token,
                 db_name=cfg.db_name,
@@ -159,6 +171,20 @@ class MilvusStore:
                     "`ragserve serve` or ingest); wait for it, or send documents to POST /v1/documents"
                 ) from err
             raise StoreError(f"cannot connect to Milvus at {cfg.uri}: {err}") from err
+
+    def reconnect(self, uri: str) -> None:
+        """Talk to the same Milvus at another server URI from now on (a restarted Milvus Lite owner listens
+        on a new port); calls already running on the old connection fail as they would have anyway."""
+        if self.lite_path is not None:
+            raise StoreError("a Milvus Lite file is opened in place, not reconnected")
+        cfg = self.cfg.model_copy(update={"uri": uri})
+        old, self.client, self.cfg = self.client, self._connect(cfg), cfg
+        try:
+            old.close()
+        except Exception:  # the old server is gone: nothing to close cleanly
+            log.debug("error closing the previous Milvus client", exc_info=True)
+        if self.has_collection():
+            self.load()
 
     @classmethod
     def for_app(cls, cfg: AppConfig, uri: str | None = None) -> MilvusStore:
@@ -183,6 +209,13 @@ class MilvusStore:
             self._check_compatible(dim, embedder_model)
             self._rpc("load", self.client.load_collection, self.collection)
             return
+        version = str(self._rpc("get_server_version", self.client.get_server_version))
+        with_bm25 = server_has_bm25(version)
+        if self.require_bm25 and not with_bm25:
+            raise SchemaMismatchError(
+                f"Milvus {version} at {self.cfg.uri} has no BM25 function (Milvus 2.5+), which hybrid "
+                "retrieval needs: set retrieval.mode: dense or use Milvus 2.5 or later"
+            )
         schema = self.client.create_schema(
             auto_id=False, enable_dynamic_field=False, description="ragserve chunks"
         )
@@ -193,22 +226,6 @@ class MilvusStore:
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field(
-            TEXT_FIELD,
-            DataType.VARCHAR,
-            max_length=MAX_CHUNK_BYTES,
-            enable_analyzer=True,
-            analyzer_params=BM25_ANALYZER,
-        )
-        schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(
-                name="bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=[TEXT_FIELD],
-                output_field_names=[SPARSE_FIELD],
-            )
-        )
         index = self.client.prepare_index_params()
         index.add_index(
             field_name=VECTOR_FIELD,
@@ -216,7 +233,24 @@ class MilvusStore:
             metric_type=self.cfg.metric,
             params=dict(self.cfg.index_params),
         )
-        index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        if with_bm25:
+            schema.add_field(
+                TEXT_FIELD,
+                DataType.VARCHAR,
+                max_length=MAX_CHUNK_BYTES,
+                enable_analyzer=True,
+                analyzer_params=BM25_ANALYZER,
+            )
+            schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=[TEXT_FIELD],
+                    output_field_names=[SPARSE_FIELD],
+                )
+            )
+            index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self._rpc(
             "create_collection",
             self.client.create_collection,
@@ -231,13 +265,14 @@ class MilvusStore:
             self.collection,
             properties={EMBEDDER_PROPERTY: embedder_model},
         )
-        self.has_sparse = True
+        self.has_sparse = with_bm25
         log.info(
-            "created collection %s (dim=%d, %s, %s)",
+            "created collection %s (dim=%d, %s, %s, %s)",
             self.collection,
             dim,
             self.cfg.index_type,
             self.cfg.metric,
+            "dense + BM25" if with_bm25 else f"dense only: Milvus {version} has no BM25",
         )
 
     def _check_compatible(self, dim: int, embedder_model: str) -> None:
