@@ -326,7 +326,7 @@ class RetrievalConfig(_Section):
 
 class IngestRayConfig(_Section):
     """``ragserve ingest --ray``: the Ray Data stages' parallelism and resources. No defaults in code: each
-    profile states them for the cluster it targets (docs/ingestion.md explains the choice)."""
+    profile states them for the cluster it targets (docs/configuration.md, docs/kubernetes.md)."""
 
     parse_concurrency: int = Field(
         ge=1, le=10_000, description="Most read+parse+chunk tasks at once (1 CPU each, on CPU workers)."
