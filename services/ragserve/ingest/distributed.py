@@ -47,9 +47,10 @@ from ragserve.ingest.pipeline import (
     source_for,
 )
 from ragserve.observability import metrics
-from ragserve.store.milvus import ChunkRecord, MilvusStore
+from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError, lite_locked
 
 log = logging.getLogger(__name__)
+LOCAL_START_ATTEMPTS = 3  # a new local Ray (no ADDRESS) is started again this often if it times out
 
 # One row per chunk; a file that failed to load is one row with chunk_index -1 and its reason in `error`.
 CHUNK_SCHEMA = pa.schema(
@@ -159,12 +160,17 @@ class EmbedChunks:
 class WriteChunks:
     """Writer actor: upserts embedded chunks and returns which ones are written (source, chunk_index)."""
 
-    def __init__(self, store: StoreConfig, require_bm25: bool, dim: int, model_name: str):
+    def __init__(self, store: StoreConfig, require_bm25: bool, model_name: str):
         self.store = MilvusStore(store, require_bm25=require_bm25)
-        self.store.ensure_collection(dim, model_name)  # the driver created it; this learns its fields
+        self.model_name = model_name
+        self.checked = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.store.upsert(records_of(batch), np.asarray(batch["vector"], dtype=np.float32))
+        vectors = np.asarray(batch["vector"], dtype=np.float32)
+        if not self.checked:  # the real vectors against the collection; also learns its BM25 field
+            self.store.ensure_collection(vectors.shape[1], self.model_name)
+            self.checked = True
+        self.store.upsert(records_of(batch), vectors)
         return {"source": batch["source"], "chunk_index": batch["chunk_index"]}
 
 
@@ -212,7 +218,7 @@ def ingest_on_ray(
         raise IngestError("ingest.ray is not configured: set it in the config file (see the profiles)")
     started_ray = False
     if not ray.is_initialized():
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
+        _init_ray(address)
         started_ray = True
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = show_progress
@@ -220,7 +226,10 @@ def ingest_on_ray(
     try:
         uri = None
         if cfg.store.is_lite:
-            owner = _start_lite_owner(str(Path(str(cfg.store.uri)).expanduser()))
+            path = Path(str(cfg.store.uri)).expanduser()
+            if lite_locked(path):  # e.g. the actor of a killed run, until Ray has stopped it
+                raise StoreError(f"the Milvus Lite file {path} is in use by another process; wait for it")
+            owner = _start_lite_owner(str(path))
             uri = ray.get(owner.uri.remote())
         store = MilvusStore.for_app(cfg, uri)
         try:
@@ -233,6 +242,20 @@ def ingest_on_ray(
             ray.kill(owner)
         if started_ray:
             ray.shutdown()
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    for attempt in range(1 if address else LOCAL_START_ATTEMPTS):
+        try:
+            ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
+            return
+        except Exception:  # Ray waits a fixed 30 s for its raylet; a loaded machine can miss that
+            ray.shutdown()
+            if attempt == LOCAL_START_ATTEMPTS - 1 or address:
+                raise
+            log.warning("local Ray did not start in time; trying again")
 
 
 def _start_lite_owner(path: str) -> Any:
@@ -285,8 +308,12 @@ def _run(
 
     env = environment.process_env(cfg)
     gpu = {"num_cpus": rcfg.num_cpus_per_actor, "num_gpus": rcfg.num_gpus_per_actor}
-    probe: Any = ray.remote(probe_encoder)
-    dim, model_name = ray.get(probe.options(**gpu).remote(cfg.embedder, env))
+    model_name = cfg.embedder.model
+    dim = None if rebuild else store.vector_dim()
+    if dim is None:  # a new collection needs the dimension: load the model once where the actors run
+        probe: Any = ray.remote(probe_encoder)
+        dim, model_name = ray.get(probe.options(**gpu).remote(cfg.embedder, env))
+    # An existing collection is checked here (model, metric, BM25) and its dimension by each writer.
     open_collection(store, dim, model_name, rebuild, report)
     plan = make_plan(digests, store.document_index(), prune)
     report.files_unchanged = len(plan.unchanged)
@@ -310,7 +337,7 @@ def _run(
             )
             .map_batches(
                 WriteChunks,
-                fn_constructor_args=(store.cfg, store.require_bm25, dim, model_name),
+                fn_constructor_args=(store.cfg, store.require_bm25, model_name),
                 batch_size=cfg.store.write_batch_size,
                 concurrency=rcfg.write_concurrency,
                 num_cpus=0,  # waits on Milvus; must not take a CPU from the embedding actors
