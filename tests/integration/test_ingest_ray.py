@@ -89,6 +89,7 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
     assert first_ray.files_failed == [("broken.md", "binary file (contains NUL bytes), not text")]
     assert first_ray.chunks_new > 50
     assert_same_collection(rows(here), rows(there))
+    print(f"identity: {len(rows(there))} chunks, same ids/texts/vectors; report {comparable(first_ray)}")
 
     again = ingest_on_ray(there, corpus_subset)
     assert (again.chunks_written, again.files_unchanged) == (0, first_ray.files_written)
@@ -102,6 +103,7 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
     after = rows(there)
     assert not before.keys() & after.keys()  # the old version's chunks are gone, the others untouched
     assert_same_collection(rows(here), after)
+    print(f"edited: {len(before)} old chunks replaced by {changed_ray.chunks_updated}; {len(after)} in all")
 
     (corpus_subset / "about" / "limitations.md").unlink()
     pruned_local = local(here, encoder, corpus_subset, prune=True)
@@ -109,6 +111,7 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
     assert comparable(pruned_ray) == comparable(pruned_local)
     assert pruned_ray.sources_pruned == 1 and pruned_ray.chunks_written == 0
     assert_same_collection(rows(here), rows(there))
+    print(f"second run: {again.chunks_written} written; pruned: {pruned_ray.chunks_deleted} chunks deleted")
 
 
 def embedding_actor_pids() -> list[int]:
