@@ -238,7 +238,10 @@ def ingest_on_ray(
             store.close()
     finally:
         if owner is not None:
-            ray.get(owner.stop.remote())
+            try:
+                ray.get(owner.stop.remote(), timeout=30)
+            except Exception:  # a dead owner must not hide the error that brought us here
+                log.warning("the Milvus Lite owner did not stop cleanly", exc_info=True)
             ray.kill(owner)
         if started_ray:
             ray.shutdown()
