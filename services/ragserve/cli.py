@@ -126,17 +126,24 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
                 bar = tqdm(total=total, unit="chunk", desc="embedding", file=con.err)
             bar.update(done - bar.n)
 
-    store = open_store(cfg)
-    try:
-        report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
-            Path(args.path), base_url=args.base_url, prune=args.prune, rebuild=args.rebuild, progress=progress
-        )
-    except (IngestError, SchemaMismatchError) as err:
-        raise CliError(str(err), EXIT_USAGE) from None
-    finally:
-        if bar is not None:
-            bar.close()
-        store.close()
+    if args.ray is not None:
+        report = _ingest_on_ray(cfg, args)
+    else:
+        store = open_store(cfg)
+        try:
+            report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
+                Path(args.path),
+                base_url=args.base_url,
+                prune=args.prune,
+                rebuild=args.rebuild,
+                progress=progress,
+            )
+        except (IngestError, SchemaMismatchError) as err:
+            raise CliError(str(err), EXIT_USAGE) from None
+        finally:
+            if bar is not None:
+                bar.close()
+            store.close()
     if report.rebuilt_from_chunks is not None:
         dropped = report.rebuilt_from_chunks
         print(f"rebuild: dropped collection {cfg.store.collection!r} ({dropped} chunks)", file=con.err)
@@ -147,6 +154,26 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     else:
         print(report.summary(), file=con.out)
     return EXIT_PARTIAL if report.files_failed else EXIT_OK
+
+
+def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
+    """``--ray [ADDRESS]``: the same plan on Ray Data; progress is Ray Data's own (on a terminal)."""
+    from ragserve.ingest.distributed import ingest_on_ray
+    from ragserve.ingest.pipeline import IngestError
+    from ragserve.store.milvus import SchemaMismatchError
+
+    try:
+        return ingest_on_ray(
+            cfg,
+            Path(args.path),
+            address=args.ray or None,
+            base_url=args.base_url,
+            prune=args.prune,
+            rebuild=args.rebuild,
+            show_progress=sys.stderr.isatty() and not args.json,
+        )
+    except (IngestError, SchemaMismatchError) as err:
+        raise CliError(str(err), EXIT_USAGE) from None
 
 
 def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
@@ -389,6 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop the collection first and ingest PATH into a new one (e.g. to add the BM25 field)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on Ray Data (ingest.ray settings): a new local Ray without ADDRESS, else 'auto' or "
+        "ray://head:10001; give it after PATH",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("search", parents=[common], help="retrieve the top-k chunks for a query")

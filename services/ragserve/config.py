@@ -373,6 +373,33 @@ class RerankerConfig(_Section):
     resources: Resources = Field(description="Per-replica CPUs and GPUs.")
 
 
+class IngestRayConfig(_Section):
+    """``ragserve ingest --ray``: the Ray Data stages' parallelism and resources. No defaults in code: each
+    profile states them for the cluster it targets (docs/configuration.md, docs/kubernetes.md)."""
+
+    parse_concurrency: int = Field(
+        ge=1, le=10_000, description="Most read+parse+chunk tasks at once (1 CPU each, on CPU workers)."
+    )
+    embed_actors: int = Field(
+        ge=1, le=1000, description="Embedding actors; each loads the model once and encodes its blocks."
+    )
+    embed_batch_size: int = Field(
+        ge=1,
+        le=100_000,
+        description="Chunks handed to an embedding actor per call (map_batches batch_size); the encoder "
+        "splits them into forward passes of embedder.batch_size.",
+    )
+    num_cpus_per_actor: float = Field(ge=0, description="Logical CPUs reserved per embedding actor.")
+    num_gpus_per_actor: float = Field(ge=0, description="GPUs reserved per embedding actor (0 = CPU).")
+    write_concurrency: int = Field(
+        ge=1, le=1000, description="Writer actors upserting into Milvus (store.write_batch_size rows a call)."
+    )
+    max_restarts: int = Field(
+        ge=-1,
+        description="Restarts of a dead embedding or writer actor (-1 = unlimited); its block is retried.",
+    )
+
+
 class IngestConfig(_Section):
     chunk_size: int = Field(512, ge=32, le=16_000, description="Maximum characters per chunk.")
     chunker: Literal["recursive", "structured"] = Field(
@@ -393,6 +420,9 @@ class IngestConfig(_Section):
     )
     embed_title: bool = Field(
         True, description="Embed 'title + newline + chunk' (the stored chunk stays plain): better recall."
+    )
+    ray: IngestRayConfig | None = Field(
+        None, description="`ingest --ray` (Ray Data): concurrency and resources; both profiles state it."
     )
 
     @model_validator(mode="after")

@@ -2,9 +2,9 @@
 for which no schema is known.
 
 - built-in kinds: kubernetes-validate (the Kubernetes OpenAPI schemas, strict mode);
-- RayService (and its rayClusterConfig, checked against the RayCluster spec too): the KubeRay v1.7.0 CRDs
-  in shared/schemas/crds, made strict (objects with declared properties are closed unless the CRD says
-  x-kubernetes-preserve-unknown-fields);
+- RayService and RayJob (and their cluster specs, checked against the RayCluster spec too): the KubeRay
+  v1.7.0 CRDs in shared/schemas/crds, made strict (objects with declared properties are closed unless the
+  CRD says x-kubernetes-preserve-unknown-fields);
 - PodMonitor / PrometheusRule (and ServiceMonitor): tests/deploy/schemas/prometheus-operator-v0.80.1.json
   (vendored, see vendor_prometheus.py there).
 CEL rules (x-kubernetes-validations) are not evaluated.
@@ -82,6 +82,11 @@ def validate(obj: dict[str, Any], crds: Path) -> list[str]:
         errs = _errors(crd_schema(crds, "ray.io_rayservices.yaml"), obj)
         cluster_spec = crd_schema(crds, "ray.io_rayclusters.yaml")["properties"]["spec"]
         errs += [f"as RayCluster spec: {e}" for e in _errors(cluster_spec, obj["spec"]["rayClusterConfig"])]
+        return errs
+    if key == ("ray.io/v1", "RayJob"):
+        errs = _errors(crd_schema(crds, "ray.io_rayjobs.yaml"), obj)
+        cluster_spec = crd_schema(crds, "ray.io_rayclusters.yaml")["properties"]["spec"]
+        errs += [f"as RayCluster spec: {e}" for e in _errors(cluster_spec, obj["spec"]["rayClusterSpec"])]
         return errs
     if key[0] == "monitoring.coreos.com/v1" and key[1] in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
         return _errors(prometheus_schemas()[obj["kind"]], obj)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import quote as url_quote
 
 from ragserve.config import IngestConfig
@@ -34,12 +35,30 @@ class IngestError(ValueError):
     """Nothing can be ingested from the given path (missing, empty, no supported files)."""
 
 
+class FileVersion(Protocol):
+    """What planning compares with the store: a file's source, content hash and chunk count."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def doc_hash(self) -> str: ...
+    @property
+    def n_chunks(self) -> int: ...
+
+
+F = TypeVar("F", bound=FileVersion)
+
+
 @dataclass(frozen=True)
 class PreparedFile:
     source: str
     title: str
     doc_hash: str
     chunks: list[Chunk]
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunks)
 
     def records(self) -> list[ChunkRecord]:
         return [
@@ -66,8 +85,8 @@ class TextDocument:
 
 
 @dataclass
-class IngestPlan:
-    write: list[PreparedFile] = field(default_factory=list)  # new or changed files
+class IngestPlan(Generic[F]):
+    write: list[F] = field(default_factory=list)  # new or changed files
     unchanged: list[str] = field(default_factory=list)
     prune: list[str] = field(default_factory=list)  # sources in the store whose files are gone
     existing: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -179,12 +198,10 @@ def prepare_text(doc: Document, source: str, cfg: IngestConfig, splitter: Splitt
     return PreparedFile(source, doc.title, document_hash(doc.text, doc.title, cfg), chunks)
 
 
-def make_plan(
-    prepared: Sequence[PreparedFile], existing: dict[str, dict[str, int]], prune: bool
-) -> IngestPlan:
-    plan = IngestPlan(existing=existing)
+def make_plan(prepared: Sequence[F], existing: dict[str, dict[str, int]], prune: bool) -> IngestPlan[F]:
+    plan: IngestPlan[F] = IngestPlan(existing=existing)
     for f in prepared:
-        if existing.get(f.source) == {f.doc_hash: len(f.chunks)}:
+        if existing.get(f.source) == {f.doc_hash: f.n_chunks}:
             plan.unchanged.append(f.source)
         else:
             plan.write.append(f)
@@ -210,6 +227,38 @@ def _groups(files: Sequence[PreparedFile], size: int) -> Iterator[list[PreparedF
 def embed_text(record: ChunkRecord, with_title: bool) -> str:
     """The chunk with its breadcrumb (the title, or Title > Section > ...), or the bare chunk."""
     return record.search_text if with_title else record.chunk
+
+
+def open_collection(
+    store: MilvusStore, dim: int, model_name: str, rebuild: bool, report: IngestReport
+) -> None:
+    """Create or check the collection; ``rebuild`` drops it first (callers do so only after PATH was read)."""
+    if rebuild and store.has_collection():
+        report.rebuilt_from_chunks = store.count()
+        store.drop()
+    store.ensure_collection(dim, model_name)
+
+
+def finish_file(store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report: IngestReport) -> None:
+    """Called once every new chunk of ``f`` is written: only now are its other versions deleted."""
+    old = plan.existing.get(f.source, {})
+    stale = sum(n for h, n in old.items() if h != f.doc_hash)
+    if stale:
+        store.delete_stale(f.source, f.doc_hash)
+    report.chunks_deleted += stale
+    if old:
+        report.chunks_updated += f.n_chunks
+    else:
+        report.chunks_new += f.n_chunks
+    report.files_written += 1
+
+
+def prune_gone(store: MilvusStore, plan: IngestPlan[F], report: IngestReport) -> None:
+    """``--prune``: delete every chunk of the sources whose files are no longer under PATH."""
+    for source in plan.prune:
+        report.chunks_deleted += sum(plan.existing[source].values())
+        store.delete(Filter.of_sources([source]))
+        report.sources_pruned += 1
 
 
 class Ingestor:
@@ -249,10 +298,7 @@ class Ingestor:
             except LoaderError as err:
                 log.warning("skipping %s: %s", source, err)
                 report.files_failed.append((source, str(err)))
-        if rebuild and self.store.has_collection():
-            report.rebuilt_from_chunks = self.store.count()
-            self.store.drop()
-        self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
+        open_collection(self.store, self.encoder.dim, self.encoder.model_name, rebuild, report)
         plan = make_plan(prepared, self.store.document_index(), prune)
         self._apply(plan, report, progress)
         report.seconds = time.perf_counter() - started
@@ -287,15 +333,12 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _apply(self, plan: IngestPlan, report: IngestReport, progress: Progress | None) -> None:
+    def _apply(self, plan: IngestPlan[PreparedFile], report: IngestReport, progress: Progress | None) -> None:
         report.files_unchanged = len(plan.unchanged)
         self._write(plan, report, progress)
-        for source in plan.prune:
-            report.chunks_deleted += sum(plan.existing[source].values())
-            self.store.delete(Filter.of_sources([source]))
-            report.sources_pruned += 1
+        prune_gone(self.store, plan, report)
 
-    def _write(self, plan: IngestPlan, report: IngestReport, progress: Progress | None) -> None:
+    def _write(self, plan: IngestPlan[PreparedFile], report: IngestReport, progress: Progress | None) -> None:
         """Embed and write changed files in groups; ``progress(done_chunks, total_chunks)`` after each."""
         total = sum(len(f.chunks) for f in plan.write)
         done = 0
@@ -304,16 +347,7 @@ class Ingestor:
             vectors = self.encoder.embed_documents([embed_text(r, self.cfg.embed_title) for r in records])
             self.store.upsert(records, vectors)
             for f in group:
-                old = plan.existing.get(f.source, {})
-                stale = sum(n for h, n in old.items() if h != f.doc_hash)
-                if stale:
-                    self.store.delete_stale(f.source, f.doc_hash)
-                report.chunks_deleted += stale
-                if old:
-                    report.chunks_updated += len(f.chunks)
-                else:
-                    report.chunks_new += len(f.chunks)
-                report.files_written += 1
+                finish_file(self.store, plan, f, report)
             done += len(records)
             metrics.INGESTED_DOCUMENTS.inc(len(group))
             metrics.INGESTED_CHUNKS.inc(len(records))

@@ -99,7 +99,7 @@ class Hit:
     similarity: float = 0.0  # cosine between the query and the chunk vectors, whatever the mode
 
 
-def _lite_locked(path: Path) -> bool:
+def lite_locked(path: Path) -> bool:
     """True when another process holds Milvus Lite's lock on ``path``."""
     lock = path / "LOCK"
     if not lock.exists():
@@ -165,7 +165,7 @@ class MilvusStore:
                 timeout=cfg.timeout_s,
             )
         except Exception as err:  # pymilvus raises several unrelated types on connect
-            if self.lite_path is not None and _lite_locked(self.lite_path):
+            if self.lite_path is not None and lite_locked(self.lite_path):
                 raise StoreError(
                     f"the Milvus Lite file {cfg.uri} is in use by another process (a running "
                     "`ragserve serve` or ingest); wait for it, or send documents to POST /v1/documents"
@@ -308,6 +308,14 @@ class MilvusStore:
                 f"collection {self.collection!r} has no BM25 field (it was created for dense search only) "
                 f"and retrieval.mode is hybrid: {REBUILD_HINT}"
             )
+
+    def vector_dim(self) -> int | None:
+        """The stored vectors' dimension (None: no collection), read without loading any embedder."""
+        if not self.has_collection():
+            return None
+        desc = self._rpc("describe_collection", self.client.describe_collection, self.collection)
+        fields = {f["name"]: f for f in desc.get("fields", [])}
+        return int(fields.get(VECTOR_FIELD, {}).get("params", {}).get("dim", -1))
 
     def _index_metric(self) -> str | None:
         for name in self._rpc("list_indexes", self.client.list_indexes, self.collection):

@@ -181,7 +181,7 @@ keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker o
 
 {{/*
 Pod template of a Ray group. Args: root, component (head|cpu|gpu), image kind, resources, shm,
-nodeSelector, tolerations, affinity, headOnly (bool).
+nodeSelector, tolerations, affinity, headOnly (bool); optional extraMounts and extraVolumes (lists).
 */}}
 {{- define "ragserve.podTemplate" -}}
 {{- $v := .root.Values -}}
@@ -199,7 +199,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  {{- if ne .component "head" }}
+  {{- if not (hasSuffix "head" .component) }}
   automountServiceAccountToken: false
   {{- end }}
   securityContext:
@@ -223,13 +223,13 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   containers:
-    - name: {{ ternary "ray-head" "ray-worker" (eq .component "head") }}
+    - name: {{ ternary "ray-head" "ray-worker" (hasSuffix "head" .component) }}
       image: {{ include "ragserve.image" (dict "root" .root "kind" .image) }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
       securityContext:
         {{- toYaml $v.containerSecurityContext | nindent 8 }}
       ports:
-        {{- if eq .component "head" }}
+        {{- if hasSuffix "head" .component }}
         - {name: gcs-server, containerPort: 6379}
         - {name: dashboard, containerPort: 8265}
         - {name: client, containerPort: 10001}
@@ -242,6 +242,12 @@ spec:
         {{- toYaml .resources | nindent 8 }}
       volumeMounts:
         {{- include "ragserve.volumeMounts" .root | nindent 8 }}
+        {{- with .extraMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     {{- include "ragserve.volumes" (dict "root" .root "shm" .shm) | nindent 4 }}
+    {{- with .extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
