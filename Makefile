@@ -6,7 +6,7 @@ CORPUS ?= ../shared/corpus/milvus-docs/site/en
 EVAL ?= ../shared/eval/dev.jsonl
 DEMO_COLLECTION := --collection ragserve_demo
 
-.PHONY: help install demo check test test-fast test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load bench overhead inplace clean
+.PHONY: help install demo check test test-fast test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load soak bench overhead inplace clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ eval-corpus: $(STAMP) ## ingest the Milvus docs corpus and report recall@5 / MRR
 
 load: $(STAMP) ## open-loop load test (query, search, chat-stream) -> load-tests/results/load.{json,png}
 	cd load-tests && $(abspath $(PY)) loadgen.py
+
+soak: $(STAMP) ## 30-minute soak at half the saturation rate (not in CI) -> load-tests/results/soak.{json,png}
+	cd load-tests && $(abspath $(PY)) soak.py
 
 bench: $(STAMP) ## side-by-side ratios: embedder pool, search, query vs raw vLLM, ingestion -> results/bench.json
 	cd load-tests && $(abspath $(PY)) bench.py
