@@ -126,24 +126,32 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
                 bar = tqdm(total=total, unit="chunk", desc="embedding", file=con.err)
             bar.update(done - bar.n)
 
-    if args.ray is not None:
-        report = _ingest_on_ray(cfg, args)
-    else:
-        store = open_store(cfg)
-        try:
-            report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
-                Path(args.path),
-                base_url=args.base_url,
-                prune=args.prune,
-                rebuild=args.rebuild,
-                progress=progress,
-            )
-        except (IngestError, SchemaMismatchError) as err:
-            raise CliError(str(err), EXIT_USAGE) from None
-        finally:
-            if bar is not None:
-                bar.close()
-            store.close()
+    from ragserve.observability.tracing import stage, start_cli_tracing
+
+    stop_tracing = start_cli_tracing(cfg, "ingest")  # None unless observability.tracing.enabled
+    try:
+        with stage("ingest", path=str(args.path), ray=args.ray is not None):
+            if args.ray is not None:
+                report = _ingest_on_ray(cfg, args)
+            else:
+                store = open_store(cfg)
+                try:
+                    report = Ingestor(open_encoder(cfg), store, cfg.ingest).run(
+                        Path(args.path),
+                        base_url=args.base_url,
+                        prune=args.prune,
+                        rebuild=args.rebuild,
+                        progress=progress,
+                    )
+                except (IngestError, SchemaMismatchError) as err:
+                    raise CliError(str(err), EXIT_USAGE) from None
+                finally:
+                    if bar is not None:
+                        bar.close()
+                    store.close()
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()  # flushes the spans
     if report.rebuilt_from_chunks is not None:
         dropped = report.rebuilt_from_chunks
         print(f"rebuild: dropped collection {cfg.store.collection!r} ({dropped} chunks)", file=con.err)

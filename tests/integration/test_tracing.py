@@ -1,16 +1,20 @@
 """One trace per request across the Serve proxy, the router and the embedder, reranker and generator
-replicas, exported over OTLP/HTTP to a real receiver (tests/integration/otlp_receiver.py)."""
+replicas, and one per `ragserve ingest`, exported over OTLP/HTTP to a real receiver
+(tests/integration/otlp_receiver.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.integration.serving import QUESTION, Served, post
-
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 STAGES = {"embed", "milvus.search", "rerank", "prompt.build", "generate"}
 
@@ -30,6 +34,8 @@ def _find_trace(otlp: OtlpReceiver, since_ns: int, timeout_s: float = 45) -> lis
     raise AssertionError(f"no complete trace within {timeout_s} s; last seen: {[s.name for s in spans]}")
 
 
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_a_query_is_one_trace_across_proxy_router_and_replicas(served: Served, otlp: OtlpReceiver) -> None:
     since = time.time_ns()
     res = post("/v1/query", {"question": QUESTION, "top_k": 2})
@@ -65,3 +71,30 @@ def _depth(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> int:
         span = by_id[span.parent_span_id]
         depth += 1
     return depth
+
+
+def test_ingest_is_one_trace_with_a_span_per_file(corpus_subset: Path, tmp_path: Path) -> None:
+    """`ragserve ingest` with tracing on starts its own tracer provider and flushes it at exit."""
+    receiver = OtlpReceiver()
+    try:
+        env = {
+            **os.environ,
+            "RAGSERVE_HOME": str(tmp_path / "home"),
+            "RAGSERVE__OBSERVABILITY__TRACING__ENABLED": "true",
+            "RAGSERVE__OBSERVABILITY__TRACING__ENDPOINT": receiver.endpoint,
+        }
+        env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)  # the session's; the config's must win here
+        cmd = [sys.executable, "-m", "ragserve.cli", "ingest", str(corpus_subset), "--json"]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        files = json.loads(out.stdout)["files"]
+        spans = receiver.spans  # exported before the process exited
+        (root,) = [s for s in spans if s.name == "ingest"]
+        assert {s.trace_id for s in spans} == {root.trace_id}
+        per_file = [s for s in spans if s.name == "ingest.file"]
+        assert len(per_file) == files and all(s.attributes["chunks"] > 0 for s in per_file)
+        writes = [s for s in spans if s.name == "ingest.write"]
+        assert writes and sum(s.attributes["chunks"] for s in writes) == json.loads(out.stdout)["chunks_new"]
+        assert {s.attributes["ragserve.process"] for s in spans} == {"cli ingest"}
+    finally:
+        receiver.stop()

@@ -24,6 +24,7 @@ from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import Chunk, RecursiveSplitter, StructuredSplitter
 from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document
 from ragserve.observability import metrics
+from ragserve.observability.tracing import stage
 from ragserve.store.filters import Filter
 from ragserve.store.milvus import ChunkRecord, MilvusStore
 
@@ -188,7 +189,11 @@ def make_splitter(cfg: IngestConfig) -> Splitter:
 
 
 def prepare(path: Path, source: str, cfg: IngestConfig, splitter: Splitter) -> PreparedFile:
-    return prepare_text(load_document(path), source, cfg, splitter)
+    """Read, clean and chunk one file (a trace span per file when tracing is on)."""
+    with stage("ingest.file", source=source) as span:
+        prepared = prepare_text(load_document(path), source, cfg, splitter)
+        span.set_attribute("chunks", len(prepared.chunks))
+        return prepared
 
 
 def prepare_text(doc: Document, source: str, cfg: IngestConfig, splitter: Splitter) -> PreparedFile:
@@ -344,10 +349,12 @@ class Ingestor:
         done = 0
         for group in _groups(plan.write, self.cfg.write_group_chunks):
             records = [r for f in group for r in f.records()]
-            vectors = self.encoder.embed_documents([embed_text(r, self.cfg.embed_title) for r in records])
-            self.store.upsert(records, vectors)
-            for f in group:
-                finish_file(self.store, plan, f, report)
+            with stage("ingest.write", files=len(group), chunks=len(records)):
+                texts = [embed_text(r, self.cfg.embed_title) for r in records]
+                vectors = self.encoder.embed_documents(texts)
+                self.store.upsert(records, vectors)
+                for f in group:
+                    finish_file(self.store, plan, f, report)
             done += len(records)
             metrics.INGESTED_DOCUMENTS.inc(len(group))
             metrics.INGESTED_CHUNKS.inc(len(records))
