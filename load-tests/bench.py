@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +184,10 @@ def vllm_server_command(cfg: Any) -> list[str]:
     return cmd
 
 
-async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[str, Any]:
+@asynccontextmanager
+async def vllm_server(cfg: Any) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
+    """vLLM's OpenAI server on the generator's engine arguments, until it answers /health; yields a client
+    and the command; stops the server on exit (its output: results/vllm-server.log)."""
     from ragserve.environment import process_env
 
     env = {**os.environ, **process_env(cfg)}
@@ -190,9 +195,8 @@ async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[s
     command = vllm_server_command(cfg)
     print("   ", " ".join(command), flush=True)
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{VLLM_PORT}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{VLLM_PORT}", timeout=120) as client:
             deadline = time.monotonic() + 300
             while True:
                 try:
@@ -203,30 +207,35 @@ async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[s
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"vLLM server did not start; see {RESULTS / 'vllm-server.log'}")
                 await asyncio.sleep(1)
-            sampling = cfg.generator.sampling
-            index = {q: i for i, q in enumerate(questions())}
-            tokens: list[int] = []
-
-            async def complete(q: str) -> None:
-                body = {
-                    "model": cfg.generator.model_id,
-                    "prompt": prompts[index[q]],
-                    "max_tokens": sampling.max_tokens,
-                    "temperature": sampling.temperature,
-                    "top_p": sampling.top_p,
-                }
-                res = await client.post("/v1/completions", json=body)
-                res.raise_for_status()
-                tokens.append(res.json()["usage"]["completion_tokens"])
-
-            result = await measure(complete, n, c)
-            result["mean_completion_tokens"] = round(float(np.mean(tokens)), 1)
-            result["command"] = " ".join(command)
-            return result
+            yield client, command
     finally:
         proc.terminate()
         proc.wait(timeout=60)
         log.close()
+
+
+async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[str, Any]:
+    async with vllm_server(cfg) as (client, command):
+        sampling = cfg.generator.sampling
+        index = {q: i for i, q in enumerate(questions())}
+        tokens: list[int] = []
+
+        async def complete(q: str) -> None:
+            body = {
+                "model": cfg.generator.model_id,
+                "prompt": prompts[index[q]],
+                "max_tokens": sampling.max_tokens,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+            }
+            res = await client.post("/v1/completions", json=body)
+            res.raise_for_status()
+            tokens.append(res.json()["usage"]["completion_tokens"])
+
+        result = await measure(complete, n, c)
+        result["mean_completion_tokens"] = round(float(np.mean(tokens)), 1)
+        result["command"] = " ".join(command)
+        return result
 
 
 # ---- (a), (b), (c) served ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from bench import VLLM_PORT, encode_sweep, raw_model, vllm_server_command
+from bench import encode_sweep, pool_rates, raw_model, vllm_server
 from harness import CORPUS, machine, served_app
 from roles import cpu_window, per_request
 from serve_latency import questions
@@ -145,24 +145,9 @@ async def ttft_of_stream(response: httpx.Response, marker: str, t0: float) -> fl
 
 
 async def bare_rows(cfg: Any, qs: list[str], n: int, c: int) -> dict[str, Any]:
-    from ragserve.environment import process_env
-
     parts = BareParts(cfg)
-    log = open(RESULTS / "vllm-server.log", "w")  # noqa: SIM115 - closed below
-    command = vllm_server_command(cfg)
-    proc = subprocess.Popen(command, env={**os.environ, **process_env(cfg)}, stdout=log, stderr=log)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{VLLM_PORT}", timeout=120) as client:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"vLLM server did not start: {RESULTS / 'vllm-server.log'}")
-                await asyncio.sleep(1)
+        async with vllm_server(cfg) as (client, command):
 
             async def search(q: str) -> float:
                 t0 = time.perf_counter()
@@ -189,9 +174,6 @@ async def bare_rows(cfg: Any, qs: list[str], n: int, c: int) -> dict[str, Any]:
                 "vllm_command": " ".join(command),
             }
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
         parts.close()
 
 
@@ -249,23 +231,10 @@ def top_frames(path: Path, k: int = 12) -> list[dict[str, Any]]:
 
 
 async def pool_rate(texts: list[str], concurrency: int) -> dict[str, Any]:
-    from ray import serve
-
-    from ragserve.app import APP_NAME
-
-    handle = serve.get_deployment_handle("Embedder", APP_NAME)
-    await handle.embed_query.remote("warm-up")
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(t: str) -> None:
-        async with sem:
-            await handle.embed_query.remote(t)
-
+    """bench.py's pool row (one ``embed_query`` handle call per text), with CPU per role around it."""
     with cpu_window() as window:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(t) for t in texts))
-        wall = time.perf_counter() - t0
-    return {"texts_per_s": round(len(texts) / wall, 1), "cpu_ms_per_text": per_request(window, len(texts))}
+        [rate] = await pool_rates(texts, concurrency, rounds=1)
+    return {"texts_per_s": rate, "cpu_ms_per_text": per_request(window, len(texts))}
 
 
 async def served_rows(

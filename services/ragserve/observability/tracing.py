@@ -71,9 +71,12 @@ class _ProcessAttributes(SpanProcessor):
 
     def __init__(self, outside_replica: str):
         self.outside_replica = outside_replica
+        self._role: str | None = None  # a process's role never changes: looked up at its first span
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        span.set_attribute("ragserve.process", _process_role(self.outside_replica))
+        if self._role is None:
+            self._role = _process_role(self.outside_replica)
+        span.set_attribute("ragserve.process", self._role)
 
 
 @contextmanager
