@@ -174,26 +174,67 @@ def test_source_filter_helpers_on_real_milvus(store, encoder, app_config) -> Non
 
 
 def test_store_follows_a_restarted_lite_owner_to_its_new_port(tmp_path: Path, encoder) -> None:
-    """A rollout replaces the Milvus Lite owner, which comes back on a new port (the router's check_health
-    then calls reconnect)."""
+    """A rollout replaces the Milvus Lite owner, which comes back on a new port. With ``locate`` (the
+    router asks the owner's handle) a call that fails on the old port reconnects and is retried there."""
     from ragserve.store.lite_server import LiteServer
     from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError
 
     db = str(tmp_path / "milvus.db")
     first = LiteServer(db)
     cfg = load_config(overrides={"store": {"uri": first.uri}}, env={"RAGSERVE_HOME": str(tmp_path)})
-    store = MilvusStore(cfg.store)
+    plain = MilvusStore(cfg.store)
+    owner = {"server": first}
+    located: list[str] = []
+
+    def locate() -> str:
+        located.append(owner["server"].uri)
+        return owner["server"].uri
+
+    store = MilvusStore(cfg.store, locate=locate)
     store.ensure_collection(encoder.dim, encoder.model_name)
     record = ChunkRecord("a", "a.md", "A", "Milvus keeps vectors.", 0, "h")
-    store.upsert([record], encoder.embed_documents([record.chunk]))
+    vector = encoder.embed_documents([record.chunk])
+    store.upsert([record], vector)
+    assert located == []  # nothing failed: nobody asked
     first.stop()
-    with pytest.raises(StoreError):
-        store.count()
-    second = LiteServer(db)
+    owner["server"] = second = LiteServer(db)
     try:
         assert second.uri != first.uri
-        store.reconnect(second.uri)
-        assert store.count() == 1 and store.cfg.uri == second.uri
+        with pytest.raises(StoreError):  # without locate the old port is simply gone
+            plain.count()
+        hits = store.search(vector, 1)[0]  # fails on the old port, follows, retried on the new one
+        assert [h.id for h in hits] == ["a"] and store.cfg.uri == second.uri and located == [second.uri]
+        # A failure that is not a move: asked once, the same URI, not retried, the error stands.
+        with pytest.raises(StoreError, match="no_such"):
+            store._rpc("describe_collection", store.client.describe_collection, "no_such")
+        assert located == [second.uri, second.uri]
+        plain.reconnect(second.uri)  # what check_health did before locate existed still works
+        assert plain.count() == 1
     finally:
         store.close()
+        plain.close()
         second.stop()
+
+
+def test_two_writers_creating_the_same_collection_both_succeed(tmp_path: Path) -> None:
+    """Distributed ingestion's writers create a new collection from their first vectors; one that loses the
+    race (its create finds the collection made in between) checks it and carries on."""
+    from ragserve.store.lite_server import LiteServer
+    from ragserve.store.milvus import MilvusStore, SchemaMismatchError
+
+    server = LiteServer(str(tmp_path / "milvus.db"))
+    cfg = load_config(overrides={"store": {"uri": server.uri}}, env={"RAGSERVE_HOME": str(tmp_path)})
+    first, late, wrong = (MilvusStore(cfg.store) for _ in range(3))
+    try:
+        first.ensure_collection(8, "m")
+        checks = iter([False])  # the late writer checked before the first one created it
+        late.has_collection = lambda: next(checks, True)  # type: ignore[method-assign]
+        late.ensure_collection(8, "m")
+        assert late.vector_dim() == 8
+        wrong.has_collection = iter([False, True]).__next__  # type: ignore[method-assign]
+        with pytest.raises(SchemaMismatchError, match="8-d vectors"):
+            wrong.ensure_collection(16, "m")  # lost the race to a collection it cannot use: refused
+    finally:
+        for store in (first, late, wrong):
+            store.close()
+        server.stop()

@@ -13,8 +13,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import re
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,12 +141,24 @@ def _clip(text: str, max_bytes: int) -> str:
 
 
 class MilvusStore:
-    def __init__(self, cfg: StoreConfig, *, require_bm25: bool = False):
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        *,
+        require_bm25: bool = False,
+        locate: Callable[[], str] | None = None,
+    ):
         """``require_bm25``: hybrid retrieval is configured, so a collection without the BM25 field is
-        refused (with the command that rebuilds it) instead of silently serving dense results only."""
+        refused (with the command that rebuilds it) instead of silently serving dense results only.
+
+        ``locate``: returns the server's URI now, waiting while it restarts (a Milvus Lite owner replaced
+        by a rollout listens on a new port). A failed call asks it once; when the server has moved, the
+        store reconnects and retries the call there, so a rollout costs latency, not errors."""
         if cfg.uri is None:
             raise StoreError("store.uri is not set")
         self.cfg = cfg
+        self._locate = locate
+        self._moving = threading.Lock()
         self.collection = cfg.collection
         self.require_bm25 = require_bm25
         self.has_sparse = False  # the collection has the BM25 field (known after ensure_collection)
@@ -178,22 +191,55 @@ class MilvusStore:
         if self.lite_path is not None:
             raise StoreError("a Milvus Lite file is opened in place, not reconnected")
         cfg = self.cfg.model_copy(update={"uri": uri})
-        old, self.client, self.cfg = self.client, self._connect(cfg), cfg
+        client = self._connect(cfg)
+        # Loaded before other threads see the new client (a search there before would fail "not loaded");
+        # straight calls, not _rpc: a failure here must not ask locate() again from inside follow().
+        if self._call("has_collection", client.has_collection, self.collection):
+            self._call("load", client.load_collection, self.collection)
+        old, self.client, self.cfg = self.client, client, cfg
         try:
             old.close()
         except Exception:  # the old server is gone: nothing to close cleanly
             log.debug("error closing the previous Milvus client", exc_info=True)
-        if self.has_collection():
-            self.load()
+
+    def follow(self, since: str | None = None) -> bool:
+        """Ask ``locate`` where the server is and reconnect if it moved. ``since``: the URI a failed call
+        used (another thread may have followed already). True when the URI differs from ``since``."""
+        if self._locate is None:
+            return False
+        since = since or self.cfg.uri
+        try:
+            uri = self._locate()
+        except Exception:  # the owner is still restarting, or gone: the caller's error stands
+            log.info("cannot locate the Milvus server", exc_info=True)
+            return False
+        with self._moving:
+            if uri != self.cfg.uri:
+                log.info("the Milvus server moved from %s to %s: reconnecting", self.cfg.uri, uri)
+                self.reconnect(uri)
+        return uri != since
 
     @classmethod
-    def for_app(cls, cfg: AppConfig, uri: str | None = None) -> MilvusStore:
+    def for_app(
+        cls, cfg: AppConfig, uri: str | None = None, locate: Callable[[], str] | None = None
+    ) -> MilvusStore:
         """The store as the application uses it (``uri`` replaces store.uri, e.g. the Lite owner's)."""
         store_cfg = cfg.store.model_copy(update={"uri": uri}) if uri else cfg.store
-        return cls(store_cfg, require_bm25=cfg.retrieval.mode == "hybrid")
+        return cls(store_cfg, require_bm25=cfg.retrieval.mode == "hybrid", locate=locate)
 
     def _rpc(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call the client; Milvus and transport failures become StoreError naming the operation."""
+        """Call ``fn`` (usually a method of ``self.client``); failures become StoreError naming the
+        operation. With ``locate``, a client method that failed because the server moved is called once
+        more, on the new client (an iterator's ``next`` is not: its cursor lived on the old server)."""
+        uri, client = self.cfg.uri, self.client
+        try:
+            return self._call(what, fn, *args, **kwargs)
+        except StoreError:
+            if getattr(fn, "__self__", None) is not client or not self.follow(since=uri):
+                raise
+            return self._call(what, getattr(self.client, fn.__name__), *args, **kwargs)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except MilvusException as err:
@@ -251,14 +297,22 @@ class MilvusStore:
                 )
             )
             index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        self._rpc(
-            "create_collection",
-            self.client.create_collection,
-            self.collection,
-            schema=schema,
-            index_params=index,
-            consistency_level=self.cfg.consistency_level,
-        )
+        try:
+            self._rpc(
+                "create_collection",
+                self.client.create_collection,
+                self.collection,
+                schema=schema,
+                index_params=index,
+                consistency_level=self.cfg.consistency_level,
+            )
+        except StoreError:
+            if not self.has_collection():
+                raise
+            # Another writer (distributed ingestion) created it between our check and our create.
+            self._check_compatible(dim, embedder_model)
+            self._rpc("load", self.client.load_collection, self.collection)
+            return
         self._rpc(
             "alter_collection_properties",
             self.client.alter_collection_properties,
