@@ -72,6 +72,15 @@ PAGES = [  # a few pages of the Milvus docs: enough for real retrieval, quick to
 ]
 
 
+def reason(res: httpx.Response) -> str:
+    """The error's message (the API's {"error": {"type", "message"}}), trimmed, so the JSON says why."""
+    try:
+        error = res.json().get("error", {})
+        return f"{error.get('type', '')}: {str(error.get('message', ''))[:100]}"
+    except ValueError:
+        return res.text[:100]
+
+
 @dataclass
 class Record:
     kind: str
@@ -106,7 +115,7 @@ class Load:
             body = {"query": q, "top_k": 5}
         try:
             res = await client.post(f"/v1/{rec.kind}", json=body)
-            rec.error = None if res.status_code == 200 else str(res.status_code)
+            rec.error = None if res.status_code == 200 else f"{res.status_code} {reason(res)}"
         except httpx.HTTPError as err:
             rec.error = type(err).__name__
         rec.end = time.monotonic()

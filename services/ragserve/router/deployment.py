@@ -25,7 +25,7 @@ from ragserve.reranker.deployment import RemoteReranker
 from ragserve.router.api import create_api
 from ragserve.router.guard import GuardSettings
 from ragserve.router.service import RagService
-from ragserve.store.milvus import MilvusStore
+from ragserve.store.milvus import MilvusStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class RouterDeployment:
         # Several replicas share one Milvus Lite through its owner's gRPC server.
         self._lite_handle = lite_server
         lite_uri = await lite_server.uri.remote() if lite_server is not None else None
-        self.store = MilvusStore.for_app(cfg, lite_uri)
+        self.store = MilvusStore.for_app(cfg, lite_uri, self._locate_lite if lite_server else None)
         await asyncio.to_thread(self.store.ensure_collection, remote_embedder.dim, remote_embedder.model_name)
         tokenizer: Any = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
         remote_generator = RemoteGenerator(
@@ -85,19 +85,23 @@ class RouterDeployment:
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service, self.guard, self.cfg.router.request_timeout_s, node_metrics_text)
 
+    def _locate_lite(self) -> str:
+        """The Lite owner's URI now (store threads call it). While the owner restarts the handle waits for
+        its replacement, as long as a request may take: a rollout stops the old owner before the new one
+        starts (two cannot open the file), seconds on a busy node."""
+        uri: str = self._lite_handle.uri.remote().result(timeout_s=self.cfg.router.request_timeout_s)
+        return uri
+
     async def check_health(self) -> None:
         """Serve calls this every health_check_period_s. A rollout replaces the Milvus Lite owner, which then
-        listens on a new port: follow it, or this replica's searches fail until it is replaced itself."""
+        listens on a new port: follow it before a search has to (a search that fails on the old port
+        follows it too, and is retried there)."""
         if self._lite_handle is None:
             return
         try:
-            uri = await self._lite_handle.uri.remote()
-        except Exception:  # the owner is restarting: not this replica's fault, ask again next period
-            log.info("Milvus Lite owner not reachable yet", exc_info=True)
-            return
-        if uri != self.store.cfg.uri:
-            log.info("Milvus Lite owner moved to %s: reconnecting", uri)
-            await asyncio.to_thread(self.store.reconnect, uri)
+            await asyncio.to_thread(self.store.follow)
+        except StoreError:  # the new owner is not serving yet: not this replica's fault, next period
+            log.info("cannot reconnect to the Milvus Lite owner yet", exc_info=True)
 
     async def _check_embedder(self) -> None:
         await self._embedder_handle.check_health.remote()
