@@ -34,8 +34,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tree_cpu(proc: subprocess.Popen[str], stop: threading.Event, seen: dict[int, float]) -> None:
-    """Last-seen user+system seconds of every process under ``proc``."""
+def tree_cpu(proc: subprocess.Popen[str], stop: threading.Event, seen: dict[int, tuple[float, str]]) -> None:
+    """Last-seen user+system seconds of every process under ``proc``, with what it was (a Ray worker's
+    task or actor title, not ``ray::IDLE``, which it shows between tasks)."""
     root = psutil.Process(proc.pid)
     while not stop.is_set():
         try:
@@ -45,10 +46,23 @@ def tree_cpu(proc: subprocess.Popen[str], stop: threading.Event, seen: dict[int,
         for p in procs:
             try:
                 t = p.cpu_times()
-                seen[p.pid] = t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
+                title = "driver (ragserve ingest)" if p.pid == root.pid else process_kind(p)
+            except psutil.Error:
+                continue
+            label = seen.get(p.pid, (0.0, title))[1]
+            if title != "ray::IDLE" and (title.startswith("ray::") or not label.startswith("ray::")):
+                label = title  # the busiest title so far: what the worker did, not that it idled
+            seen[p.pid] = (t.user + t.system, label)
         stop.wait(0.2)
+
+
+def process_kind(p: psutil.Process) -> str:
+    """raylet, gcs_server, ray::EmbedChunks, ray::MapBatches(parse_files), ... (argv[0] or the name)."""
+    argv = p.cmdline()
+    title = argv[0] if argv else p.name()
+    if "python" in Path(title).name and len(argv) > 1:  # Ray's helper scripts: the script's name
+        title = Path(argv[1]).name
+    return Path(title).name if "/" in title and not title.startswith("ray::") else title.split(" ")[0]
 
 
 def run(docs: Path, extra: list[str], env_extra: dict[str, str]) -> dict[str, Any]:
@@ -57,7 +71,7 @@ def run(docs: Path, extra: list[str], env_extra: dict[str, str]) -> dict[str, An
     cmd = [sys.executable, "-m", "ragserve.cli", "ingest", str(docs), "--json", *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: dict[int, float] = {}
+    seen: dict[int, tuple[float, str]] = {}
     stop = threading.Event()
     sampler = threading.Thread(target=tree_cpu, args=(proc, stop, seen), daemon=True)
     sampler.start()
@@ -70,7 +84,12 @@ def run(docs: Path, extra: list[str], env_extra: dict[str, str]) -> dict[str, An
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     report = json.loads(out)
     chunks = report["chunks_new"]
-    cpu = sum(seen.values())
+    cpu = sum(c for c, _ in seen.values())
+    by_kind: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for c, kind in seen.values():
+        by_kind[kind] = by_kind.get(kind, 0.0) + c
+        count[kind] = count.get(kind, 0) + 1
     return {
         "chunks": chunks,
         "report_s": report["seconds"],
@@ -79,6 +98,9 @@ def run(docs: Path, extra: list[str], env_extra: dict[str, str]) -> dict[str, An
         "wall_chunks_per_s": round(chunks / wall, 1),
         "cpu_s": round(cpu, 1),
         "cpu_s_per_chunk": round(cpu / chunks, 4) if chunks else None,
+        "cpu_s_by_process": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        "processes": len(seen),
+        "processes_by_kind": count,
     }
 
 

@@ -112,7 +112,7 @@ EVAL_MODES = ("dense", "hybrid", "rerank")
 
 
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.ingest.pipeline import IngestError, Ingestor
+    from ragserve.ingest.pipeline import IngestError, Ingestor, is_object_store
     from ragserve.store.milvus import SchemaMismatchError
 
     progress = None
@@ -133,6 +133,8 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
         with stage("ingest", path=str(args.path), ray=args.ray is not None):
             if args.ray is not None:
                 report = _ingest_on_ray(cfg, args)
+            elif is_object_store(args.path):
+                raise CliError(f"{args.path}: object storage is read by `ingest --ray` only", EXIT_USAGE)
             else:
                 store = open_store(cfg)
                 try:
@@ -173,7 +175,7 @@ def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
     try:
         return ingest_on_ray(
             cfg,
-            Path(args.path),
+            args.path,  # a local path, or an object store URI (s3://bucket/prefix)
             address=args.ray or None,
             base_url=args.base_url,
             prune=args.prune,
@@ -413,7 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", parents=[common], help="load, chunk, embed and store documents (idempotent)")
-    p.add_argument("path", help="a folder (read recursively) or a single file")
+    p.add_argument(
+        "path",
+        help="a folder (read recursively) or a single file; with --ray also s3://bucket/prefix (pyarrow.fs)",
+    )
     p.add_argument("--base-url", help="record sources as BASE_URL/relative/path instead of the relative path")
     p.add_argument(
         "--prune", action="store_true", help="delete chunks of files that are no longer under PATH"

@@ -20,7 +20,7 @@ import pytest
 
 from ragserve.config import AppConfig, load_config
 from ragserve.ingest.distributed import ingest_on_ray
-from ragserve.ingest.pipeline import Ingestor, IngestReport
+from ragserve.ingest.pipeline import IngestError, Ingestor, IngestReport
 from ragserve.store.milvus import MilvusStore
 
 pytestmark = pytest.mark.slow
@@ -112,6 +112,43 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
     assert pruned_ray.sources_pruned == 1 and pruned_ray.chunks_written == 0
     assert_same_collection(rows(here), rows(there))
     print(f"second run: {again.chunks_written} written; pruned: {pruned_ray.chunks_deleted} chunks deleted")
+
+    # --rebuild: dropped, then created again by the first writer from the real vectors (no model probe).
+    kept = rows(there)
+    rebuilt = ingest_on_ray(there, corpus_subset, rebuild=True)
+    assert rebuilt.rebuilt_from_chunks == len(kept) and rebuilt.chunks_new == len(kept)
+    assert_same_collection(rows(here), rows(there))
+
+
+def test_ray_ingest_reads_object_storage(ray_cluster, encoder, corpus_subset: Path, tmp_path: Path) -> None:
+    """s3:// through pyarrow.fs, from moto's S3 server on 127.0.0.1 (a real S3 API over HTTP): the same
+    collection as the local ingest of the same files; a prefix with nothing under it is a clear error."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+    from pyarrow import fs as pafs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = {"endpoint_override": f"127.0.0.1:{port}", "scheme": "http", "region": "us-east-1"}
+        s3 = pafs.S3FileSystem(access_key="k", secret_key="s", allow_bucket_creation=True, **endpoint)
+        s3.create_dir("docs")
+        pafs.copy_files(str(corpus_subset), "docs/corpus", destination_filesystem=s3)
+        # Credentials in the URI's user part reach every Ray worker with it (env vars work as well).
+        uri = "s3://k:s@docs/corpus?" + "&".join(f"{k}={v}" for k, v in endpoint.items())
+        here, there = config(tmp_path / "local"), config(tmp_path / "s3")
+        from_s3 = ingest_on_ray(there, uri)
+        assert comparable(from_s3) == comparable(local(here, encoder, corpus_subset))
+        assert from_s3.chunks_new > 50
+        assert_same_collection(rows(here), rows(there))
+        with pytest.raises(IngestError, match="does not exist"):
+            ingest_on_ray(there, uri.replace("/corpus?", "/nothing?"))
+    finally:
+        server.stop()
 
 
 def embedding_actor_pids() -> list[int]:

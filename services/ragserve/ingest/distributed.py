@@ -1,8 +1,9 @@
 """Ingestion on Ray Data: the local plan of pipeline.py with its stages run on a Ray cluster.
 
     discover (driver) -> read + parse + chunk (Ray Data tasks, materialized) -> plan (driver: one
-    document_index, unchanged files skipped) -> embed (actor pool, model loaded once per actor) ->
-    upsert (writer actors) -> delete stale (driver, per file, once all its new chunks are written)
+    document_index, unchanged files skipped) -> embed (actor pool, model loaded once per actor; it drops
+    the chunks of files the plan skips) -> upsert (writer actors; the first creates a new collection from
+    the real vectors) -> delete stale (driver, per file, once all its new chunks are written)
 
 Chunk ids, hashing, planning, the crash-safety rule and the report are pipeline.py's own functions, so a
 ``--ray`` run and a local run write the same collection. The driver learns which chunks are written from the
@@ -21,7 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -37,20 +38,28 @@ from ragserve.ingest.pipeline import (
     IngestReport,
     Progress,
     discover,
+    drop_for_rebuild,
     embed_text,
     finish_file,
+    is_object_store,
     make_plan,
     make_splitter,
     open_collection,
     prepare,
     prune_gone,
+    select_files,
     source_for,
+    source_of,
 )
 from ragserve.observability import metrics
 from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError, lite_locked
 
 log = logging.getLogger(__name__)
 LOCAL_START_ATTEMPTS = 3  # a new local Ray (no ADDRESS) is started again this often if it times out
+# Files are parsed in this many blocks per parse task or embedding actor, whichever are more. An embedding
+# actor takes whole blocks (bundled up to embed_batch_size chunks), so blocks must be small next to the job:
+# with 4 per worker an actor sat idle at the end while the other still had a quarter of the corpus to go.
+BLOCKS_PER_WORKER = 32
 
 # One row per chunk; a file that failed to load is one row with chunk_index -1 and its reason in `error`.
 CHUNK_SCHEMA = pa.schema(
@@ -78,13 +87,19 @@ class FileDigest:
 
 
 # ---- stages (run in Ray workers) -----------------------------------------------------------------------
-def parse_files(batch: dict[str, np.ndarray], cfg: IngestConfig) -> pa.Table:
-    """Read, clean and chunk files with pipeline.prepare; a LoaderError becomes an error row."""
+def parse_files(batch: dict[str, np.ndarray], cfg: IngestConfig, uri: str | None) -> pa.Table:
+    """Read, clean and chunk files with pipeline.prepare; a LoaderError becomes an error row. ``uri``: the
+    object store root the paths are in (None: local paths)."""
     splitter = make_splitter(cfg)
+    filesystem = _filesystem(uri) if uri else None
     rows: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA.names}
     for path, source in zip(batch["path"], batch["source"], strict=True):
         try:
-            records = prepare(Path(path), str(source), cfg, splitter).records()
+            if filesystem is None:
+                records = prepare(Path(path), str(source), cfg, splitter).records()
+            else:
+                raw = _read_object(filesystem, str(path))
+                records = prepare(PurePosixPath(path), str(source), cfg, splitter, raw).records()
         except LoaderError as err:
             failed = ChunkRecord("", str(source), "", "", -1, "")
             _append(rows, failed, n_chunks=0, error=str(err))
@@ -92,6 +107,48 @@ def parse_files(batch: dict[str, np.ndarray], cfg: IngestConfig) -> pa.Table:
         for r in records:
             _append(rows, r, n_chunks=len(records), error="")
     return pa.Table.from_pydict(rows, schema=CHUNK_SCHEMA)
+
+
+def _filesystem(uri: str) -> Any:
+    from pyarrow import fs as pafs
+
+    return pafs.FileSystem.from_uri(uri)[0]
+
+
+def _read_object(filesystem: Any, path: str) -> bytes:
+    try:
+        with filesystem.open_input_file(path) as f:
+            return bytes(f.readall())
+    except OSError as err:
+        raise LoaderError(f"cannot read object: {err}") from None
+
+
+def discover_files(root: str, cfg: IngestConfig, base_url: str | None) -> tuple[list[tuple[str, str]], int]:
+    """(where to read it, source) of each file to ingest under ``root``, in order, and the count skipped
+    (pipeline.discover's rules). A URI is listed through pyarrow.fs: credentials and endpoint come from the
+    usual variables (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...) or the URI's query (?endpoint_override=)."""
+    if not is_object_store(root):
+        local = Path(root).expanduser().resolve()
+        paths, skipped = discover(local, cfg)
+        return [(str(p), source_for(p, local, base_url)) for p in paths], skipped
+    from pyarrow import fs as pafs
+
+    filesystem, base = pafs.FileSystem.from_uri(root)
+    base = base.rstrip("/")
+    top = filesystem.get_file_info(base)
+    if top.type == pafs.FileType.File:  # one object: named by its own name, as a single local file is
+        candidates = [((top.path, top.base_name), (), top.base_name, top.size)]
+    elif top.type == pafs.FileType.Directory:
+        infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+        files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+        rels = [i.path[len(base) + 1 :] for i in files]
+        candidates = [
+            ((i.path, r), tuple(r.split("/")), i.base_name, i.size) for i, r in zip(files, rels, strict=True)
+        ]
+    else:
+        raise IngestError(f"path does not exist: {root}")
+    found, skipped = select_files(candidates, cfg)
+    return [(path, source_of(rel, base_url)) for path, rel in found], skipped
 
 
 def _append(rows: dict[str, list[Any]], r: ChunkRecord, *, n_chunks: int, error: str) -> None:
@@ -115,10 +172,17 @@ def file_rows(table: pa.Table) -> pa.Table:
     return first.select(["source", "doc_hash", "n_chunks", "error"])
 
 
-def chunks_of(table: pa.Table, sources: pa.Array) -> pa.Table:
-    """The chunks of the files the plan writes."""
-    keep = pc.and_(pc.is_in(table["source"], value_set=sources), pc.greater_equal(table["chunk_index"], 0))
-    return table.filter(keep).drop_columns(["n_chunks", "error"])
+def chunks_of(batch: dict[str, np.ndarray], sources: frozenset[str]) -> dict[str, np.ndarray]:
+    """The chunks of the files the plan writes (not the unchanged ones, nor failed files' error rows)."""
+    keep = np.fromiter(
+        (
+            str(s) in sources and int(i) >= 0
+            for s, i in zip(batch["source"], batch["chunk_index"], strict=True)
+        ),
+        dtype=bool,
+        count=len(batch["source"]),
+    )
+    return {k: v[keep] for k, v in batch.items() if k not in ("n_chunks", "error")}
 
 
 def records_of(batch: dict[str, np.ndarray]) -> list[ChunkRecord]:
@@ -146,14 +210,20 @@ def _load_encoder(embedder: EmbedderConfig, env: dict[str, str]) -> Any:
 
 
 class EmbedChunks:
-    """Embedding actor (map_batches callable class): loads the model once, adds a ``vector`` column."""
+    """Embedding actor (map_batches callable class): loads the model once, keeps the chunks of the files
+    the plan writes (``write``) and adds a ``vector`` column. Filtering here rather than in a task stage of
+    its own saves a worker process per concurrent task (zero-CPU tasks each got one: 2 CPU s apiece)."""
 
-    def __init__(self, embedder: EmbedderConfig, env: dict[str, str], with_title: bool):
+    def __init__(self, embedder: EmbedderConfig, env: dict[str, str], with_title: bool, write: list[str]):
         self.encoder = _load_encoder(embedder, env)
         self.with_title = with_title
+        self.write = frozenset(write)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = chunks_of(batch, self.write)
         texts = [embed_text(r, self.with_title) for r in records_of(batch)]
+        if not texts:
+            return {**batch, "vector": np.zeros((0, self.encoder.dim), dtype=np.float32)}
         return {**batch, "vector": self.encoder.embed_documents(texts)}
 
 
@@ -174,12 +244,6 @@ class WriteChunks:
         return {"source": batch["source"], "chunk_index": batch["chunk_index"]}
 
 
-def probe_encoder(embedder: EmbedderConfig, env: dict[str, str]) -> tuple[int, str]:
-    """The embedder's dimension and name, found where the embedding actors run (it may need a GPU)."""
-    encoder = _load_encoder(embedder, env)
-    return encoder.dim, encoder.model_name
-
-
 class LiteOwner:
     """The one process that opens a Milvus Lite file during a job; everyone else uses its URI."""
 
@@ -198,7 +262,7 @@ class LiteOwner:
 # ---- driver ---------------------------------------------------------------------------------------------
 def ingest_on_ray(
     cfg: AppConfig,
-    root: Path,
+    root: Path | str,
     *,
     address: str | None = None,
     base_url: str | None = None,
@@ -233,7 +297,7 @@ def ingest_on_ray(
             uri = ray.get(owner.uri.remote())
         store = MilvusStore.for_app(cfg, uri)
         try:
-            return _run(cfg, cfg.ingest.ray, store, root, base_url, prune, rebuild, progress)
+            return _run(cfg, cfg.ingest.ray, store, str(root), base_url, prune, rebuild, progress)
         finally:
             store.close()
     finally:
@@ -274,7 +338,7 @@ def _run(
     cfg: AppConfig,
     rcfg: IngestRayConfig,
     store: MilvusStore,
-    root: Path,
+    root: str,
     base_url: str | None,
     prune: bool,
     rebuild: bool,
@@ -283,20 +347,24 @@ def _run(
     import ray
 
     started = time.perf_counter()
-    root = root.expanduser().resolve()
-    paths, skipped = discover(root, cfg.ingest)
-    if not paths:
+    found, skipped = discover_files(root, cfg.ingest, base_url)
+    if not found:
         raise IngestError(f"no supported files under {root} (extensions: {', '.join(cfg.ingest.extensions)})")
-    report = IngestReport(files=len(paths), files_skipped=skipped)
-    order = {source_for(p, root, base_url): i for i, p in enumerate(paths)}
+    report = IngestReport(files=len(found), files_skipped=skipped)
+    order = {source: i for i, (_, source) in enumerate(found)}
 
     files = ray.data.from_items(
-        [{"path": str(p), "source": s} for p, s in zip(paths, order, strict=True)],
-        override_num_blocks=min(len(paths), rcfg.parse_concurrency * 4),
+        [{"path": path, "source": source} for path, source in found],
+        override_num_blocks=min(
+            len(found), BLOCKS_PER_WORKER * max(rcfg.parse_concurrency, rcfg.embed_actors)
+        ),
     )
     parse: Any = parse_files  # Ray's stubs do not type extra keyword arguments of a batch function
     parsed = files.map_batches(
-        parse, fn_kwargs={"cfg": cfg.ingest}, concurrency=rcfg.parse_concurrency, num_cpus=1
+        parse,
+        fn_kwargs={"cfg": cfg.ingest, "uri": root if is_object_store(root) else None},
+        concurrency=rcfg.parse_concurrency,
+        num_cpus=1,
     ).materialize()  # planning needs every file's hash; the chunks wait in the object store
     digests, failed = [], []
     for row in parsed.map_batches(file_rows, batch_format="pyarrow").iter_rows():
@@ -312,40 +380,33 @@ def _run(
     env = environment.process_env(cfg)
     gpu = {"num_cpus": rcfg.num_cpus_per_actor, "num_gpus": rcfg.num_gpus_per_actor}
     model_name = cfg.embedder.model
-    dim = None if rebuild else store.vector_dim()
-    if dim is None:  # a new collection needs the dimension: load the model once where the actors run
-        probe: Any = ray.remote(probe_encoder)
-        dim, model_name = ray.get(probe.options(**gpu).remote(cfg.embedder, env))
-    # An existing collection is checked here (model, metric, BM25) and its dimension by each writer.
-    open_collection(store, dim, model_name, rebuild, report)
-    plan = make_plan(digests, store.document_index(), prune)
+    if rebuild:
+        drop_for_rebuild(store, report)
+    # An existing collection is checked here (model, metric, BM25) and its dimension by each writer. A new
+    # one is created by the first writer from the real vectors: no model load on the driver just for its
+    # dimension (the model may need the GPU workers' hardware anyway).
+    dim = store.vector_dim()
+    if dim is not None:
+        open_collection(store, dim, model_name, False, report)
+    plan = make_plan(digests, store.document_index() if dim is not None else {}, prune)
     report.files_unchanged = len(plan.unchanged)
 
     if plan.write:
         retry = {"max_restarts": rcfg.max_restarts, "max_task_retries": -1 if rcfg.max_restarts else 0}
-        written = (
-            parsed.map_batches(
-                chunks_of,
-                fn_args=[pa.array([f.source for f in plan.write])],
-                batch_format="pyarrow",
-                num_cpus=0,  # an Arrow filter: must not wait for a CPU the embedding actors hold
-            )
-            .map_batches(
-                EmbedChunks,
-                fn_constructor_args=(cfg.embedder, env, cfg.ingest.embed_title),
-                batch_size=rcfg.embed_batch_size,
-                concurrency=rcfg.embed_actors,
-                **gpu,
-                **retry,
-            )
-            .map_batches(
-                WriteChunks,
-                fn_constructor_args=(store.cfg, store.require_bm25, model_name),
-                batch_size=cfg.store.write_batch_size,
-                concurrency=rcfg.write_concurrency,
-                num_cpus=0,  # waits on Milvus; must not take a CPU from the embedding actors
-                **retry,
-            )
+        written = parsed.map_batches(
+            EmbedChunks,
+            fn_constructor_args=(cfg.embedder, env, cfg.ingest.embed_title, [f.source for f in plan.write]),
+            batch_size=rcfg.embed_batch_size,
+            concurrency=rcfg.embed_actors,
+            **gpu,
+            **retry,
+        ).map_batches(
+            WriteChunks,
+            fn_constructor_args=(store.cfg, store.require_bm25, model_name),
+            batch_size=cfg.store.write_batch_size,
+            concurrency=rcfg.write_concurrency,
+            num_cpus=0,  # waits on Milvus; must not take a CPU from the embedding actors
+            **retry,
         )
         _finish_as_written(written, store, plan, report, progress)
     prune_gone(store, plan, report)

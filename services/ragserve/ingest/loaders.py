@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import yaml
 from bs4 import BeautifulSoup, Tag
@@ -44,11 +45,17 @@ class Document:
 
 def load_document(path: Path) -> Document:
     """Load one file by extension. Raises LoaderError with a reason a user can act on."""
-    suffix = path.suffix.lower()
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise LoaderError(f"cannot read file: {err.strerror or err}") from None
+    return parse_document(raw, path)
+
+
+def parse_document(raw: bytes, path: PurePath) -> Document:
+    """A file's bytes as a Document: its suffix picks the parser, its stem is the fallback title (files read
+    from object storage come here directly)."""
+    suffix = path.suffix.lower()
     if suffix == ".pdf":
         doc = _load_pdf(path, raw)
     elif suffix in (".html", ".htm"):
@@ -77,7 +84,7 @@ def _decode_text(raw: bytes) -> str:
         raise LoaderError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
 
 
-def _load_markdown(text: str, path: Path) -> Document:
+def _load_markdown(text: str, path: PurePath) -> Document:
     title = ""
     match = _FRONT_MATTER.match(text)
     if match:
@@ -94,7 +101,7 @@ def _load_markdown(text: str, path: Path) -> Document:
     return Document(_MD_LAYOUT_TAGS.sub("", text), title)
 
 
-def _load_html(raw: bytes, path: Path) -> Document:
+def _load_html(raw: bytes, path: PurePath) -> Document:
     if b"\x00" in raw[:8192]:
         raise LoaderError("binary file (contains NUL bytes), not HTML")
     soup = BeautifulSoup(raw, "html.parser")
@@ -131,14 +138,14 @@ def _mark_code_and_headings(body: Tag | BeautifulSoup) -> dict[str, str]:
     return blocks
 
 
-def _load_pdf(path: Path, raw: bytes) -> Document:
+def _load_pdf(path: PurePath, raw: bytes) -> Document:
     if not raw.startswith(b"%PDF"):
         raise LoaderError("not a PDF file (missing %PDF header)")
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(raw))
         pages = [page.extract_text() or "" for page in reader.pages]
         title = str(reader.metadata.title) if reader.metadata and reader.metadata.title else path.stem
     except (PdfReadError, ValueError, KeyError) as err:

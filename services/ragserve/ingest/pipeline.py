@@ -13,16 +13,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Generic, Protocol, TypeVar
 from urllib.parse import quote as url_quote
 
 from ragserve.config import IngestConfig
 from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import Chunk, RecursiveSplitter, StructuredSplitter
-from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document
+from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document, parse_document
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
 from ragserve.store.filters import Filter
@@ -48,6 +48,7 @@ class FileVersion(Protocol):
 
 
 F = TypeVar("F", bound=FileVersion)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,25 +155,46 @@ def discover(root: Path, cfg: IngestConfig) -> tuple[list[Path], int]:
     if not root.exists():
         raise IngestError(f"path does not exist: {root}")
     candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return select_files(
+        ((p, p.relative_to(root).parts if p != root else (), p.name, p.stat().st_size) for p in candidates),
+        cfg,
+    )
+
+
+def is_object_store(root: str) -> bool:
+    """s3://bucket/prefix and the other URIs pyarrow.fs opens (gs://, abfs://, file://): `ingest --ray`
+    reads these (ingest/distributed.py); everything else is a local path."""
+    return "://" in root
+
+
+def select_files(
+    candidates: Iterable[tuple[T, tuple[str, ...], str, int]], cfg: IngestConfig
+) -> tuple[list[T], int]:
+    """The files to ingest among (file, the parts of its path under the root, its name, its size in bytes),
+    in order: hidden files and folders left out; other extensions and files over ingest.max_file_mb
+    counted as skipped."""
     max_bytes = int(cfg.max_file_mb * 1024 * 1024)
     found, skipped = [], 0
-    for path in candidates:
-        rel_parts = path.relative_to(root).parts if path != root else ()
+    for item, rel_parts, name, size in candidates:
         if any(part.startswith(".") for part in rel_parts):
             continue  # hidden files and folders (.git, .venv)
-        if path.suffix.lower() not in cfg.extensions:
+        if PurePosixPath(name).suffix.lower() not in cfg.extensions:
             skipped += 1
             continue
-        if path.stat().st_size > max_bytes:
-            log.warning("skipping %s: larger than ingest.max_file_mb (%s MB)", path, cfg.max_file_mb)
+        if size > max_bytes:
+            log.warning("skipping %s: larger than ingest.max_file_mb (%s MB)", name, cfg.max_file_mb)
             skipped += 1
             continue
-        found.append(path)
+        found.append(item)
     return found, skipped
 
 
 def source_for(path: Path, root: Path, base_url: str | None) -> str:
-    rel = path.name if root.is_file() else path.relative_to(root).as_posix()
+    return source_of(path.name if root.is_file() else path.relative_to(root).as_posix(), base_url)
+
+
+def source_of(rel: str, base_url: str | None) -> str:
+    """How a file is recorded: its path relative to the ingested root, or BASE_URL/that path."""
     return f"{base_url.rstrip('/')}/{url_quote(rel)}" if base_url else rel
 
 
@@ -188,10 +210,14 @@ def make_splitter(cfg: IngestConfig) -> Splitter:
     return lambda text, title: [Chunk(t, title) for t in recursive.split(text)]
 
 
-def prepare(path: Path, source: str, cfg: IngestConfig, splitter: Splitter) -> PreparedFile:
-    """Read, clean and chunk one file (a trace span per file when tracing is on)."""
+def prepare(
+    path: PurePath, source: str, cfg: IngestConfig, splitter: Splitter, raw: bytes | None = None
+) -> PreparedFile:
+    """Read, clean and chunk one file (a trace span per file when tracing is on). ``raw``: the file's bytes
+    when something else read them (object storage); ``path`` then only names it."""
     with stage("ingest.file", source=source) as span:
-        prepared = prepare_text(load_document(path), source, cfg, splitter)
+        doc = load_document(Path(path)) if raw is None else parse_document(raw, path)
+        prepared = prepare_text(doc, source, cfg, splitter)
         span.set_attribute("chunks", len(prepared.chunks))
         return prepared
 
@@ -238,10 +264,15 @@ def open_collection(
     store: MilvusStore, dim: int, model_name: str, rebuild: bool, report: IngestReport
 ) -> None:
     """Create or check the collection; ``rebuild`` drops it first (callers do so only after PATH was read)."""
-    if rebuild and store.has_collection():
+    if rebuild:
+        drop_for_rebuild(store, report)
+    store.ensure_collection(dim, model_name)
+
+
+def drop_for_rebuild(store: MilvusStore, report: IngestReport) -> None:
+    if store.has_collection():
         report.rebuilt_from_chunks = store.count()
         store.drop()
-    store.ensure_collection(dim, model_name)
 
 
 def finish_file(store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report: IngestReport) -> None:
