@@ -446,17 +446,13 @@ class IngestConfig(_Section):
 class TracingConfig(_Section):
     """OpenTelemetry traces through Ray Serve's own tracing (docs/observability.md, "Traces")."""
 
-    enabled: bool = Field(
-        False, description="Export one trace per request (proxy, router, replicas) over OTLP."
-    )
+    enabled: bool = Field(description="Export one trace per request (proxy, router, replicas) over OTLP.")
     endpoint: str | None = Field(
-        None,
         pattern=r"^https?://",
         description="OTLP/HTTP traces endpoint, e.g. http://tempo.monitoring:4318/v1/traces (required when "
         "enabled); set as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT for every ragserve process.",
     )
     sampling_ratio: float = Field(
-        1.0,
         ge=0.0,
         le=1.0,
         description="Share of requests traced (parent-based: a trace is whole or absent).",
@@ -470,7 +466,7 @@ class TracingConfig(_Section):
 
 
 class ObservabilityConfig(_Section):
-    tracing: TracingConfig = Field(default_factory=TracingConfig, description="Distributed traces (OTLP).")
+    tracing: TracingConfig = Field(description="Distributed traces (OTLP).")
 
 
 class AuthConfig(_Section):
@@ -529,9 +525,7 @@ class AppConfig(_Section):
     reranker: RerankerConfig = Field(description="Optional cross-encoder reranking of the candidates.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Document ingestion.")
     router: RouterConfig = Field(description="HTTP API (Serve ingress).")
-    observability: ObservabilityConfig = Field(
-        default_factory=ObservabilityConfig, description="Traces (metrics need no settings)."
-    )
+    observability: ObservabilityConfig = Field(description="Traces (metrics need no settings).")
 
     @model_validator(mode="after")
     def _resolve_store_uri(self) -> AppConfig:

@@ -109,7 +109,7 @@ keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker o
   value: "0"
 - name: TRITON_CACHE_DIR
   value: /tmp/triton
-{{- $tracing := dig "observability" "tracing" dict (include "ragserve.app" . | fromYaml) }}
+{{- $tracing := (include "ragserve.app" . | fromYaml).observability.tracing }}
 {{- if $tracing.enabled }}
 - name: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  # the proxies' spans too (replicas also get it from args)
   value: {{ $tracing.endpoint | quote }}
@@ -118,7 +118,7 @@ keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker o
 - name: RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH  # Ray 2.60 starts the proxies without tracing_config
   value: ragserve.observability.tracing:otlp_span_processors
 - name: RAY_SERVE_TRACING_SAMPLING_RATIO
-  value: {{ dig "sampling_ratio" 1.0 $tracing | toString | quote }}
+  value: {{ $tracing.sampling_ratio | toString | quote }}
 {{- end }}
 {{- with .Values.milvus.tokenSecret.name }}
 - name: RAGSERVE__STORE__TOKEN
