@@ -77,7 +77,7 @@ def build_app_from_config(cfg: AppConfig) -> Application:
     from ragserve.generator.deployment import GeneratorDeployment
     from ragserve.reranker.deployment import RerankerDeployment
     from ragserve.router.deployment import RouterDeployment
-    from ragserve.store.lite_server import MilvusLiteServerDeployment
+    from ragserve.store.lite_server import LiteOwner
 
     embedder = _deployment(EmbedderDeployment, cfg, "embedder").bind(cfg.embedder)
     generator = _deployment(GeneratorDeployment, cfg, "generator").bind(cfg.generator, str(cfg.cache_dir))
@@ -85,7 +85,7 @@ def build_app_from_config(cfg: AppConfig) -> Application:
     if cfg.store.is_lite:  # one owner of the file; the cluster path (a URI) needs no such deployment
         assert cfg.store.uri is not None
         lite = serve.deployment(name=LITE_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0.25})(
-            MilvusLiteServerDeployment
+            LiteOwner
         ).bind(os.path.expanduser(cfg.store.uri))
     reranker = None
     if cfg.reranker.enabled:

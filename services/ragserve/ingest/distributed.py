@@ -244,21 +244,6 @@ class WriteChunks:
         return {"source": batch["source"], "chunk_index": batch["chunk_index"]}
 
 
-class LiteOwner:
-    """The one process that opens a Milvus Lite file during a job; everyone else uses its URI."""
-
-    def __init__(self, path: str):
-        from ragserve.store.lite_server import LiteServer
-
-        self.server = LiteServer(path)
-
-    def uri(self) -> str:
-        return self.server.uri
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
 # ---- driver ---------------------------------------------------------------------------------------------
 def ingest_on_ray(
     cfg: AppConfig,
@@ -330,6 +315,8 @@ def _start_lite_owner(path: str) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    from ragserve.store.lite_server import LiteOwner
+
     owner: Any = ray.remote(LiteOwner)
     return owner.options(num_cpus=0, max_restarts=0, scheduling_strategy=here).remote(path)
 

@@ -1,7 +1,7 @@
 """Milvus Lite shared by many processes: one owner serves the *.db over gRPC, everyone else uses its URI.
 
 A Milvus Lite file is opened (and locked) by one process. Under Ray Serve that owner is the
-``MilvusLiteServer`` deployment (one replica); routers ask it for the URI and then talk to it exactly as
+``MilvusLite`` deployment (one replica); routers ask it for the URI and then talk to it exactly as
 they talk to a Milvus cluster (``http://host:port`` through pymilvus), so the store code has one path.
 """
 
@@ -37,14 +37,21 @@ class LiteServer:
         self._db.close()
 
 
-class MilvusLiteServerDeployment:
-    """Serve deployment (exactly one replica) that owns the Milvus Lite file."""
+class LiteOwner:
+    """The one process that opens a Milvus Lite file; everyone else uses its URI. Serve runs it as the
+    ``MilvusLite`` deployment (exactly one replica), ``ingest --ray`` as an actor for the job."""
 
     def __init__(self, db_path: str):
-        self.server = LiteServer(db_path)
+        self.server: LiteServer | None = LiteServer(db_path)
 
     def uri(self) -> str:
+        assert self.server is not None, "stopped"
         return self.server.uri
 
+    def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+
     def __del__(self) -> None:
-        self.server.stop()
+        self.stop()
