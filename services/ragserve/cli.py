@@ -112,7 +112,7 @@ EVAL_MODES = ("dense", "hybrid", "rerank")
 
 
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.ingest.pipeline import IngestError, Ingestor, is_object_store
+    from ragserve.ingest.pipeline import IngestError, Ingestor, is_object_store, shown
     from ragserve.store.milvus import SchemaMismatchError
 
     progress = None
@@ -130,11 +130,13 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
     stop_tracing = start_cli_tracing(cfg, "ingest")  # None unless observability.tracing.enabled
     try:
-        with stage("ingest", path=str(args.path), ray=args.ray is not None):
+        with stage("ingest", path=shown(args.path), ray=args.ray is not None):
             if args.ray is not None:
                 report = _ingest_on_ray(cfg, args)
             elif is_object_store(args.path):
-                raise CliError(f"{args.path}: object storage is read by `ingest --ray` only", EXIT_USAGE)
+                raise CliError(
+                    f"{shown(args.path)}: object storage is read by `ingest --ray` only", EXIT_USAGE
+                )
             else:
                 store = open_store(cfg)
                 try:

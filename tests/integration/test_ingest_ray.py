@@ -122,7 +122,8 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
 
 def test_ray_ingest_reads_object_storage(ray_cluster, encoder, corpus_subset: Path, tmp_path: Path) -> None:
     """s3:// through pyarrow.fs, from moto's S3 server on 127.0.0.1 (a real S3 API over HTTP): the same
-    collection as the local ingest of the same files; a prefix with nothing under it is a clear error."""
+    collection as the local ingest of the same files; a prefix with nothing under it, a bad URI and one
+    without a bucket are clear errors that do not echo the credentials."""
     import socket
 
     from moto.server import ThreadedMotoServer
@@ -145,8 +146,13 @@ def test_ray_ingest_reads_object_storage(ray_cluster, encoder, corpus_subset: Pa
         assert comparable(from_s3) == comparable(local(here, encoder, corpus_subset))
         assert from_s3.chunks_new > 50
         assert_same_collection(rows(here), rows(there))
-        with pytest.raises(IngestError, match="does not exist"):
+        with pytest.raises(IngestError, match="does not exist") as missing:
             ingest_on_ray(there, uri.replace("/corpus?", "/nothing?"))
+        with pytest.raises(IngestError, match=r"cannot list .*'bogus'") as bad:
+            ingest_on_ray(there, uri + "&bogus=1")
+        with pytest.raises(IngestError, match="name a bucket"):
+            ingest_on_ray(there, "s3://k:s@?" + uri.split("?")[1])
+        assert "k:s@" not in str(missing.value) + str(bad.value)  # the credentials are not echoed
     finally:
         server.stop()
 

@@ -48,6 +48,7 @@ from ragserve.ingest.pipeline import (
     prepare,
     prune_gone,
     select_files,
+    shown,
     source_for,
     source_of,
 )
@@ -133,20 +134,26 @@ def discover_files(root: str, cfg: IngestConfig, base_url: str | None) -> tuple[
         return [(str(p), source_for(p, local, base_url)) for p in paths], skipped
     from pyarrow import fs as pafs
 
-    filesystem, base = pafs.FileSystem.from_uri(root)
-    base = base.rstrip("/")
-    top = filesystem.get_file_info(base)
-    if top.type == pafs.FileType.File:  # one object: named by its own name, as a single local file is
-        candidates = [((top.path, top.base_name), (), top.base_name, top.size)]
-    elif top.type == pafs.FileType.Directory:
-        infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-        files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
-        rels = [i.path[len(base) + 1 :] for i in files]
-        candidates = [
-            ((i.path, r), tuple(r.split("/")), i.base_name, i.size) for i, r in zip(files, rels, strict=True)
-        ]
-    else:
-        raise IngestError(f"path does not exist: {root}")
+    try:  # a bad URI is ValueError (ArrowInvalid), an unreachable or refusing store OSError
+        filesystem, base = pafs.FileSystem.from_uri(root)
+        base = base.rstrip("/")
+        if not base:
+            raise IngestError(f"{shown(root)}: name a bucket (and a prefix), e.g. s3://bucket/docs")
+        top = filesystem.get_file_info(base)
+        if top.type == pafs.FileType.File:  # one object: named by its own name, as a single local file is
+            candidates = [((top.path, top.base_name), (), top.base_name, top.size)]
+        elif top.type == pafs.FileType.Directory:
+            infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+            files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+            rels = [i.path[len(base) + 1 :] for i in files]
+            candidates = [
+                ((i.path, r), tuple(r.split("/")), i.base_name, i.size)
+                for i, r in zip(files, rels, strict=True)
+            ]
+        else:
+            raise IngestError(f"path does not exist: {shown(root)}")
+    except (OSError, ValueError) as err:
+        raise IngestError(f"cannot list {shown(root)}: {err}") from None
     found, skipped = select_files(candidates, cfg)
     return [(path, source_of(rel, base_url)) for path, rel in found], skipped
 
@@ -336,7 +343,9 @@ def _run(
     started = time.perf_counter()
     found, skipped = discover_files(root, cfg.ingest, base_url)
     if not found:
-        raise IngestError(f"no supported files under {root} (extensions: {', '.join(cfg.ingest.extensions)})")
+        raise IngestError(
+            f"no supported files under {shown(root)} (extensions: {', '.join(cfg.ingest.extensions)})"
+        )
     report = IngestReport(files=len(found), files_skipped=skipped)
     order = {source: i for i, (_, source) in enumerate(found)}
 

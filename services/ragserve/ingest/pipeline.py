@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -165,6 +166,11 @@ def is_object_store(root: str) -> bool:
     """s3://bucket/prefix and the other URIs pyarrow.fs opens (gs://, abfs://, file://): `ingest --ray`
     reads these (ingest/distributed.py); everything else is a local path."""
     return "://" in root
+
+
+def shown(root: str) -> str:
+    """``root`` as messages, logs and traces show it: an object store URI loses its ``user:secret@``."""
+    return re.sub(r"(?<=://)[^/@]*@", "", root)
 
 
 def select_files(
