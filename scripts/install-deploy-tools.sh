@@ -44,7 +44,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "kubernetes-validate==$KUBERNETES_VALIDATE" "yamllint==$YAMLLINT" "jsonschema==$JSONSCHEMA"
 
-if [ ! -x "$TOOLS/checkov-venv/bin/checkov" ] || ! "$TOOLS/checkov-venv/bin/checkov" --version | grep -qx "$CHECKOV"; then
+if [ ! -x "$TOOLS/checkov-venv/bin/checkov" ] || ! "$TOOLS/checkov-venv/bin/checkov" --version | grep -x "$CHECKOV" >/dev/null; then
   python3 -m venv "$TOOLS/checkov-venv"
   "$TOOLS/checkov-venv/bin/python" -m pip --disable-pip-version-check -q install "checkov==$CHECKOV"
 fi
@@ -52,6 +52,6 @@ fi
 bash scripts/install-prometheus.sh  # promtool for the rule checks; prometheus for tests/integration
 
 "$TOOLS/bin/helm" version --short
-"$TOOLS/bin/kubectl" version --client | head -1
+"$TOOLS/bin/kubectl" version --client | sed -n 1p  # sed reads to the end: head would SIGPIPE kubectl (exit 141 under pipefail)
 echo "checkov $("$TOOLS/checkov-venv/bin/checkov" --version)"
 touch "$TOOLS/.installed"  # the Makefile's stamp

@@ -3,7 +3,7 @@
 # Prometheus and evaluate every dashboard and alert expression; tests/deploy runs `promtool check rules`.
 set -euo pipefail
 if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-  echo "prometheus present: $(prometheus --version 2>&1 | head -1)"
+  echo "prometheus present: $(prometheus --version 2>&1 | sed -n 1p)"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -14,4 +14,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 \
   || { apt-get update -qq && apt-get install -y --no-install-recommends prometheus; }
 # The package may start its own daemon (port 9090) where an init system exists; the tests start theirs.
-echo "prometheus installed: $(prometheus --version 2>&1 | head -1)"
+echo "prometheus installed: $(prometheus --version 2>&1 | sed -n 1p)"
