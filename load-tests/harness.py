@@ -44,7 +44,9 @@ def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
     from ray import serve
 
     from ragserve.app import APP_NAME, build_app
+    from ragserve.environment import apply_ray_node_env
 
+    apply_ray_node_env()  # as `ragserve serve` and the chart's pods
     for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; a loaded 2-core box can miss that
         try:
             ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)

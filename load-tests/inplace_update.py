@@ -117,8 +117,11 @@ def private_env(home: Path) -> dict[str, str]:
     token_path = home / "auth_token"
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
+    from ragserve.environment import ray_node_env
+
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(
+        ray_node_env(),  # as the chart's pods
         RAGSERVE_HOME=str(home),
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",

@@ -341,6 +341,7 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
     host = args.host or cfg.router.host
     port = args.port or cfg.router.port
+    environment.apply_ray_node_env()  # the local cluster's processes inherit it
     ray.init(
         num_cpus=args.num_cpus,
         include_dashboard=False,

@@ -2,13 +2,18 @@
 
 vLLM, transformers, tokenizers and huggingface_hub read these when they are imported or when the engine
 starts, so they must be in place first: Serve replicas get them as ``runtime_env.env_vars`` (app.py), the
-CLI and in-process callers through ``apply()`` before their first heavy import.
+CLI and in-process callers through ``apply()`` before their first heavy import. Ray's own processes (the
+HTTP proxies among them) read ``ray-node-env.yaml`` from their start: ``apply_ray_node_env()`` before a local
+``ray.init``, the chart's container env on Kubernetes.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
+from pathlib import Path
+
+import yaml
 
 from ragserve.config import AppConfig
 
@@ -38,6 +43,24 @@ def tracing_env(cfg: AppConfig) -> dict[str, str]:
         "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": EXPORTER_IMPORT_PATH,
         "RAY_SERVE_TRACING_SAMPLING_RATIO": str(t.sampling_ratio),
     }
+
+
+RAY_NODE_ENV_FILE = Path(__file__).with_name("ray-node-env.yaml")
+
+
+def ray_node_env() -> dict[str, str]:
+    """What every Ray process of a cluster ragserve serves on must have from its start (ray-node-env.yaml;
+    the chart sets the same file in its Ray containers)."""
+    env = yaml.safe_load(RAY_NODE_ENV_FILE.read_text())
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def apply_ray_node_env(environ: MutableMapping[str, str] | None = None) -> None:
+    """Before ``ray.init`` starts a local cluster: its processes inherit this environment (a value the user
+    exported wins)."""
+    target = os.environ if environ is None else environ
+    for key, value in ray_node_env().items():
+        target.setdefault(key, value)
 
 
 def apply(cfg: AppConfig, environ: MutableMapping[str, str] | None = None) -> None:

@@ -19,7 +19,7 @@ from ragserve.app import (
     serve_tracing_config,
 )
 from ragserve.config import profile_defaults
-from ragserve.environment import tracing_env
+from ragserve.environment import ray_node_env, tracing_env
 from tests.deploy.conftest import OVERLAYS, SCENARIOS, one, serve_app, worker_group
 
 
@@ -87,6 +87,15 @@ def test_serve_config_loads_into_the_model_and_builds(
     env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
     assert {k: env[k] for k in tracing_env(cfg)} == tracing_env(cfg)
     assert ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in env) == cfg.observability.tracing.enabled
+    # what Ray's own processes read at start (the proxies' transport): in every Ray container, from the file
+    # `ragserve serve` and the tests read
+    cluster = one(docs, "RayService")["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
+    assert len(pods) >= 2
+    for pod in pods:
+        for container in pod["template"]["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert {k: env.get(k) for k in ray_node_env()} == ray_node_env()
 
 
 def test_default_blocks_are_the_production_profile(rendered: dict[str, Any]) -> None:

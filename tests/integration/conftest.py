@@ -83,6 +83,10 @@ def ray_cluster(otlp: OtlpReceiver):
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     import ray
 
+    from ragserve.environment import apply_ray_node_env
+
+    apply_ray_node_env()  # as `ragserve serve` and the chart's pods
+
     for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; on a loaded 2-core box that can lapse
         try:
             ray.init(

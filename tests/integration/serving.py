@@ -46,6 +46,17 @@ def get(path: str, timeout: float = 30) -> httpx.Response:
     return httpx.get(BASE + path, timeout=timeout, headers=AUTH)
 
 
+def metrics_text_with(series: str, timeout_s: float = 20) -> str:
+    """GET /metrics until it shows ``series``: replicas report to the node's agent every
+    ``metrics_report_interval_ms``, so a count made a moment ago may not be there yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = httpx.get(BASE + "/metrics", timeout=30).text
+        if series in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
+
+
 def deploy(document: dict[str, Any], timeout_s: float = 600) -> None:
     """Submit a serveConfigV2 document to the controller and wait until the app is RUNNING again."""
     from ray.serve.context import _get_global_client

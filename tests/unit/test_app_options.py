@@ -96,6 +96,18 @@ def test_a_partial_block_merges_over_the_profile_and_a_flat_key_is_refused(tmp_p
         load_config(env={}, overrides={"router": {"deployment": {"autoscaling_config": {"min_replicas": 3}}}})
 
 
+def test_ray_node_environment_comes_from_its_file_and_yields_to_the_user(tmp_path: Path) -> None:
+    from ragserve import environment
+
+    assert environment.ray_node_env() == {"RAY_SERVE_PROXY_USE_GRPC": "1"}
+    env = {"RAY_SERVE_PROXY_USE_GRPC": "0"}  # exported by the user: kept
+    environment.apply_ray_node_env(env)
+    assert env == {"RAY_SERVE_PROXY_USE_GRPC": "0"}
+    env = {}
+    environment.apply_ray_node_env(env)
+    assert env == {"RAY_SERVE_PROXY_USE_GRPC": "1"}
+
+
 def test_process_environment_has_one_owner(tmp_path: Path) -> None:
     from ragserve import environment
 

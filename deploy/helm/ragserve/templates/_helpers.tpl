@@ -109,6 +109,10 @@ keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker o
   value: "0"
 - name: TRITON_CACHE_DIR
   value: /tmp/triton
+{{- range $name, $value := .Files.Get "ray-node-env.yaml" | fromYaml }}
+- name: {{ $name }}  # ray-node-env.yaml: what every Ray process reads at its start
+  value: {{ $value | quote }}
+{{- end }}
 {{- $tracing := (include "ragserve.app" . | fromYaml).observability.tracing }}
 {{- if $tracing.enabled }}
 - name: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  # the proxies' spans too (replicas also get it from args)
