@@ -253,18 +253,22 @@ def torch_threads_in_ray(num_cpus: float) -> int:
 
 
 async def pool_rates(texts: list[str], concurrency: int, rounds: int) -> list[float]:
-    """texts/s of the served Embedder pool, each text one ``embed_query`` handle call, per round."""
+    """texts/s of the served Embedder pool as the router calls it: ``concurrency`` callers each embedding
+    one text at a time through the router's client (``RemoteEmbedder`` over a by-value handle, which
+    coalesces the texts pending at once into one call), per round."""
     from ray import serve
 
     from ragserve.app import APP_NAME
+    from ragserve.embedder.deployment import RemoteEmbedder
+    from ragserve.router.deployment import by_value
 
-    handle = serve.get_deployment_handle("Embedder", APP_NAME)
-    await handle.embed_query.remote("warm-up")
+    embedder = await RemoteEmbedder.connect(by_value(serve.get_deployment_handle("Embedder", APP_NAME)))
+    await embedder.embed_queries(["warm-up"])
     sem = asyncio.Semaphore(concurrency)
 
     async def one(t: str) -> None:
         async with sem:
-            await handle.embed_query.remote(t)
+            await embedder.embed_queries([t])
 
     rates = []
     for _ in range(rounds):

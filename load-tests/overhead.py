@@ -4,7 +4,8 @@
           embed + Milvus search + prompt build, then a raw vLLM OpenAI server streaming the same prompt ids);
   search  /v1/search at concurrency 1, served vs in-process embed + Milvus search;
   query   /v1/query at saturation (concurrency C), requests/s served vs the bare parts;
-  pool    the Embedder pool (one handle call per query text) at saturation vs raw encode at its best batch.
+  pool    the Embedder pool at saturation (64 callers, one text each, through the router's coalescing
+          client) vs raw encode at its best batch.
 
 Every row also records CPU milliseconds per request for each process role (roles.py), so the gap can be
 attributed. With ``--profile`` py-spy samples the router and generator replicas during the served
@@ -231,7 +232,7 @@ def top_frames(path: Path, k: int = 12) -> list[dict[str, Any]]:
 
 
 async def pool_rate(texts: list[str], concurrency: int) -> dict[str, Any]:
-    """bench.py's pool row (one ``embed_query`` handle call per text), with CPU per role around it."""
+    """bench.py's pool row (one text per caller, through the router's client), with CPU per role around it."""
     with cpu_window() as window:
         [rate] = await pool_rates(texts, concurrency, rounds=1)
     return {"texts_per_s": rate, "cpu_ms_per_text": per_request(window, len(texts))}

@@ -143,7 +143,10 @@ class EmbedderConfig(_Section):
     )
     max_seq_length: int | None = Field(None, ge=8, description="Override the encoder's max tokens per text.")
     max_batch_size: int = Field(
-        32, ge=1, le=4096, description="Serve: queries batched into one forward pass."
+        32,
+        ge=1,
+        le=4096,
+        description="Serve: embed calls grouped into one encode (a call holds a router's pending queries).",
     )
     batch_wait_timeout_s: float = Field(
         0.01, ge=0, le=10, description="Serve: how long a batch waits to fill before running."

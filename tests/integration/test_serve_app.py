@@ -27,6 +27,7 @@ from tests.integration.serving import (
     QUESTION,
     get,
     grow_embedder_pool,
+    metrics_text_with,
     post,
     replicas,
 )
@@ -63,7 +64,7 @@ def test_off_topic_question_abstains_without_the_generator(served) -> None:
         chat["grounded"] is False
         and chat["choices"][0]["message"]["content"] == cfg.prompt.not_covered_answer
     )
-    text = httpx.get(BASE + "/metrics", timeout=30).text
+    text = metrics_text_with("ray_ragserve_abstentions_total{")
     assert "ray_ragserve_abstentions_total{" in text
 
 
@@ -265,6 +266,52 @@ def test_generator_coalesces_deltas_into_fewer_handle_items(served) -> None:
     assert flat[-1].finish_reason == per_delta[-1][0].finish_reason
     assert len(coalesced[0]) == 1  # the first token never waits for the interval
     assert len(coalesced) * 3 <= len(per_delta), (len(coalesced), len(per_delta))
+
+
+def test_concurrent_query_embeddings_share_one_handle_call(served) -> None:
+    """The router's embedder client over the real pool: 24 concurrent one-text requests cross the handle in
+    one call and get the vectors they would get alone; a lone request goes at once, in a call of its own."""
+    import asyncio
+
+    import numpy as np
+    from ray import serve
+
+    from ragserve.embedder.deployment import RemoteEmbedder
+    from ragserve.router.deployment import by_value
+
+    class CountingHandle:  # the real handle underneath; counts the calls that cross it
+        def __init__(self, handle: Any) -> None:
+            self.handle, self.calls = handle, []
+
+        @property
+        def embed_queries(self) -> Any:
+            handle, calls = self.handle, self.calls
+
+            class Method:
+                def remote(self, texts: list[str]) -> Any:
+                    calls.append(len(texts))
+                    return handle.embed_queries.remote(texts)
+
+            return Method()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.handle, name)
+
+    texts = [f"how do I create an index on field {i}?" for i in range(24)]
+
+    async def run() -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+        spy = CountingHandle(by_value(serve.get_deployment_handle("Embedder", APP)))
+        embedder = await RemoteEmbedder.connect(spy)
+        together = await asyncio.gather(*(embedder.embed_queries([t]) for t in texts))
+        alone = await embedder.embed_queries([texts[5]])
+        empty = await embedder.embed_queries([])
+        return spy.calls, np.concatenate(together), alone, empty
+
+    calls, together, alone, empty = asyncio.run(run())
+    assert calls == [24, 1]
+    assert together.shape == (24, 384) and empty.shape == (0, 384)
+    np.testing.assert_allclose(together[5], alone[0], atol=1e-5)
+    assert len({row.tobytes() for row in together}) == 24  # each request got its own text's vector
 
 
 # ---- fuzzing: last in the module (it writes random documents) --------------------------------------------

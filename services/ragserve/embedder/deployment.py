@@ -21,35 +21,47 @@ from ragserve.observability import metrics
 class EmbedderDeployment:
     def __init__(self, cfg: EmbedderConfig):
         self.encoder = Encoder(cfg)
-        self.embed_query.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
-        self.embed_query.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self.embed_queries.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
+        self.embed_queries.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     def info(self) -> dict[str, object]:
         return {"model": self.encoder.model_name, "dim": self.encoder.dim}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def embed_query(self, texts: list[str]) -> list[np.ndarray]:
-        """Called once per query; Serve groups concurrent calls into one forward pass."""
+    async def embed_queries(self, calls: list[list[str]]) -> list[np.ndarray]:
+        """Each call holds the queries one router had pending at once (``RemoteEmbedder``); Serve groups
+        concurrent calls (several routers) into one encode."""
+        texts = [t for call in calls for t in call]
         metrics.EMBEDDER_BATCH_SIZE.observe(len(texts))
         vectors = await asyncio.to_thread(self.encoder.embed_queries, texts)
-        return list(vectors)
+        ends = np.cumsum([len(call) for call in calls])[:-1]
+        return np.split(vectors, ends)
 
     async def embed_documents(self, texts: list[str]) -> np.ndarray:
         """A whole ingestion batch in one call (already batched by the caller)."""
         return await asyncio.to_thread(self.encoder.embed_documents, texts)
 
     async def check_health(self) -> None:
-        await self.embed_query("health check")
+        await self.embed_queries(["health check"])
 
 
 class RemoteEmbedder:
-    """The embedder pool behind a handle: async batched queries for requests, sync batches for ingestion
-    (the DocumentEncoder interface ``Ingestor`` takes)."""
+    """The embedder pool behind a handle: batched queries for requests, sync batches for ingestion (the
+    DocumentEncoder interface ``Ingestor`` takes).
+
+    Queries are coalesced before they cross the handle: the texts every request of this process submitted
+    before the event loop next runs go in one call. The first query never waits (the call leaves on the
+    loop's next turn); under load, one call carries the queries of many requests, so the per-call cost of
+    Serve and Ray (which dominated one-text calls: load-tests/RESULTS.md, "Query embedding") is paid once
+    for all of them.
+    """
 
     def __init__(self, handle: Any, model_name: str, dim: int):
         self.handle = handle
         self.model_name = model_name
         self.dim = dim
+        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._calls: set[asyncio.Task[None]] = set()  # in flight (the loop keeps only weak references)
 
     @classmethod
     async def connect(cls, handle: Any) -> RemoteEmbedder:
@@ -57,16 +69,45 @@ class RemoteEmbedder:
         return cls(handle, str(info["model"]), int(info["dim"]))
 
     async def embed_queries(self, texts: list[str]) -> np.ndarray:
-        vectors = await asyncio.gather(*(self._embed_one(t) for t in texts))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in texts]
+        if not self._pending:
+            loop.call_soon(self._send_pending)
+        self._pending.extend(zip(texts, futures, strict=True))
+        vectors = await asyncio.gather(*futures)
         return np.stack(vectors).astype(np.float32, copy=False)
 
-    async def _embed_one(self, text: str, attempts: int = 4) -> np.ndarray:
+    def _send_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._call(pending))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _call(self, pending: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
+        try:
+            vectors = await self._embed([text for text, _ in pending])
+        except asyncio.CancelledError:
+            for _, future in pending:
+                future.cancel()
+            raise
+        except Exception as err:  # every waiter gets the call's failure
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (_, future), vector in zip(pending, vectors, strict=True):
+            if not future.done():  # a request that went away (client disconnect) no longer waits
+                future.set_result(vector)
+
+    async def _embed(self, texts: list[str], attempts: int = 4) -> np.ndarray:
         """Embedding is idempotent: a call lost with a dying replica is retried on another one."""
         from ray.exceptions import RayActorError
 
         for attempt in range(attempts):
             try:
-                return await self.handle.embed_query.remote(text)
+                return await self.handle.embed_queries.remote(texts)
             except RayActorError:
                 if attempt == attempts - 1:
                     raise
