@@ -255,14 +255,16 @@ def torch_threads_in_ray(num_cpus: float) -> int:
 async def pool_rates(texts: list[str], concurrency: int, rounds: int) -> list[float]:
     """texts/s of the served Embedder pool as the router calls it: ``concurrency`` callers each embedding
     one text at a time through the router's client (``RemoteEmbedder`` over a by-value handle, which
-    coalesces the texts pending at once into one call), per round."""
+    coalesces the texts pending at once into calls of up to ``embedder.max_batch_size``), per round."""
     from ray import serve
 
     from ragserve.app import APP_NAME
+    from ragserve.config import load_config
     from ragserve.embedder.deployment import RemoteEmbedder
     from ragserve.router.deployment import by_value
 
-    embedder = await RemoteEmbedder.connect(by_value(serve.get_deployment_handle("Embedder", APP_NAME)))
+    handle = by_value(serve.get_deployment_handle("Embedder", APP_NAME))
+    embedder = await RemoteEmbedder.connect(handle, load_config().embedder.max_batch_size)  # as the router
     await embedder.embed_queries(["warm-up"])
     sem = asyncio.Semaphore(concurrency)
 

@@ -146,7 +146,8 @@ class EmbedderConfig(_Section):
         32,
         ge=1,
         le=4096,
-        description="Serve: embed calls grouped into one encode (a call holds a router's pending queries).",
+        description="Query embedding: the most queries a router sends in one call, and the most calls "
+        "Serve groups into one encode.",
     )
     batch_wait_timeout_s: float = Field(
         0.01, ge=0, le=10, description="Serve: how long a batch waits to fill before running."

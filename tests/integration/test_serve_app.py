@@ -270,7 +270,8 @@ def test_generator_coalesces_deltas_into_fewer_handle_items(served) -> None:
 
 def test_concurrent_query_embeddings_share_one_handle_call(served) -> None:
     """The router's embedder client over the real pool: 24 concurrent one-text requests cross the handle in
-    one call and get the vectors they would get alone; a lone request goes at once, in a call of its own."""
+    two calls (at most 16 texts each) and get the vectors they would get alone; a lone request goes at once,
+    in a call of its own."""
     import asyncio
 
     import numpy as np
@@ -301,14 +302,14 @@ def test_concurrent_query_embeddings_share_one_handle_call(served) -> None:
 
     async def run() -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         spy = CountingHandle(by_value(serve.get_deployment_handle("Embedder", APP)))
-        embedder = await RemoteEmbedder.connect(spy)
+        embedder = await RemoteEmbedder.connect(spy, max_per_call=16)
         together = await asyncio.gather(*(embedder.embed_queries([t]) for t in texts))
         alone = await embedder.embed_queries([texts[5]])
         empty = await embedder.embed_queries([])
         return spy.calls, np.concatenate(together), alone, empty
 
     calls, together, alone, empty = asyncio.run(run())
-    assert calls == [24, 1]
+    assert calls == [16, 8, 1]
     assert together.shape == (24, 384) and empty.shape == (0, 384)
     np.testing.assert_allclose(together[5], alone[0], atol=1e-5)
     assert len({row.tobytes() for row in together}) == 24  # each request got its own text's vector

@@ -50,23 +50,25 @@ class RemoteEmbedder:
     DocumentEncoder interface ``Ingestor`` takes).
 
     Queries are coalesced before they cross the handle: the texts every request of this process submitted
-    before the event loop next runs go in one call. The first query never waits (the call leaves on the
-    loop's next turn); under load, one call carries the queries of many requests, so the per-call cost of
-    Serve and Ray (which dominated one-text calls: load-tests/RESULTS.md, "Query embedding") is paid once
+    before the event loop next runs leave together, in calls of at most ``max_per_call`` texts (more than
+    one call keeps several replicas busy). The first query never waits (its call leaves on the loop's next
+    turn); under load one call carries the queries of many requests, so the per-call cost of Serve and Ray
+    (which dominated one-text calls: load-tests/RESULTS.md, "Transport and query coalescing") is paid once
     for all of them.
     """
 
-    def __init__(self, handle: Any, model_name: str, dim: int):
+    def __init__(self, handle: Any, model_name: str, dim: int, max_per_call: int):
         self.handle = handle
         self.model_name = model_name
         self.dim = dim
+        self.max_per_call = max_per_call
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._calls: set[asyncio.Task[None]] = set()  # in flight (the loop keeps only weak references)
 
     @classmethod
-    async def connect(cls, handle: Any) -> RemoteEmbedder:
+    async def connect(cls, handle: Any, max_per_call: int) -> RemoteEmbedder:
         info = await handle.info.remote()
-        return cls(handle, str(info["model"]), int(info["dim"]))
+        return cls(handle, str(info["model"]), int(info["dim"]), max_per_call)
 
     async def embed_queries(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -81,9 +83,11 @@ class RemoteEmbedder:
 
     def _send_pending(self) -> None:
         pending, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._call(pending))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(pending), self.max_per_call):
+            task = loop.create_task(self._call(pending[start : start + self.max_per_call]))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
 
     async def _call(self, pending: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
         try:

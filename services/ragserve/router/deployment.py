@@ -74,7 +74,7 @@ class RouterDeployment:
         self._embedder_handle = embedder
         self._generator_handle = generator
         self._reranker_handle = reranker
-        remote_embedder = await RemoteEmbedder.connect(embedder)
+        remote_embedder = await RemoteEmbedder.connect(embedder, cfg.embedder.max_batch_size)
         # Several replicas share one Milvus Lite through its owner's gRPC server. Its handle stays a plain
         # actor call: asked once per replica start and per owner move, not per request.
         self._lite_handle = lite_server
