@@ -268,7 +268,7 @@ def test_generator_coalesces_deltas_into_fewer_handle_items(served) -> None:
     assert len(coalesced) * 3 <= len(per_delta), (len(coalesced), len(per_delta))
 
 
-def test_concurrent_query_embeddings_share_one_handle_call(served) -> None:
+def test_concurrent_query_embeddings_cross_the_handle_together(served) -> None:
     """The router's embedder client over the real pool: 24 concurrent one-text requests cross the handle in
     two calls (at most 16 texts each) and get the vectors they would get alone; a lone request goes at once,
     in a call of its own."""

@@ -47,9 +47,9 @@ def guard_settings(
 def by_value(handle: Any) -> Any:
     """The handle a request uses: calls go over gRPC straight to a replica, arguments and results by value
     (Serve's ``_by_reference=False``, the inter-deployment half of ``RAY_SERVE_THROUGHPUT_OPTIMIZED``),
-    instead of a Ray actor task whose result goes through the object store. On this 2-core box it took
-    10 ms off ``/v1/search`` and 14 ms off the streamed TTFT at concurrency 1 (load-tests/RESULTS.md,
-    "Transport"). Our calls pass plain values only (texts, token ids, vectors, deltas), never ObjectRefs."""
+    instead of a Ray actor task whose result goes through the object store: less latency and CPU per call
+    (load-tests/RESULTS.md, "Transport and query coalescing"). Our calls pass plain values only (texts,
+    token ids, vectors, deltas), never ObjectRefs."""
     return handle.options(_by_reference=False)
 
 
