@@ -58,13 +58,15 @@ def ray_node_env() -> dict[str, str]:
 def apply_ray_node_env(environ: MutableMapping[str, str] | None = None) -> None:
     """Before ``ray.init`` starts a local cluster: its processes inherit this environment (a value the user
     exported wins)."""
-    target = os.environ if environ is None else environ
-    for key, value in ray_node_env().items():
-        target.setdefault(key, value)
+    _set_missing(ray_node_env(), environ)
 
 
 def apply(cfg: AppConfig, environ: MutableMapping[str, str] | None = None) -> None:
     """Set what is not set yet in this process (a value the user exported wins)."""
+    _set_missing(process_env(cfg), environ)
+
+
+def _set_missing(values: dict[str, str], environ: MutableMapping[str, str] | None) -> None:
     target = os.environ if environ is None else environ
-    for key, value in process_env(cfg).items():
+    for key, value in values.items():
         target.setdefault(key, value)
