@@ -5,7 +5,8 @@
   search  /v1/search at concurrency 1, served vs in-process embed + Milvus search;
   query   /v1/query at saturation (concurrency C), requests/s served vs the bare parts;
   pool    the Embedder pool at saturation (64 callers, one text each, through the router's coalescing
-          client) vs raw encode at its best batch.
+          client; measured once the autoscaler has grown the pool to max_replicas) vs raw encode at its
+          best batch.
 
 Every row also records CPU milliseconds per request for each process role (roles.py), so the gap can be
 attributed. With ``--profile`` py-spy samples the router and generator replicas during the served
@@ -43,6 +44,7 @@ from serve_latency import questions
 RESULTS = Path(__file__).resolve().parent / "results"
 PORT = 8781
 TOP_K = 3
+POOL_GROW_S = 120  # at most this long under load for the Embedder pool to reach max_replicas
 
 
 def stats(ms: list[float], wall_s: float) -> dict[str, float]:
@@ -231,15 +233,45 @@ def top_frames(path: Path, k: int = 12) -> list[dict[str, Any]]:
     return [{"frame": f, "share": round(n / total, 3)} for f, n in own.most_common(k)] if total else []
 
 
-async def pool_rate(texts: list[str], concurrency: int) -> dict[str, Any]:
-    """bench.py's pool row (one text per caller, through the router's client), with CPU per role around it."""
+def embedder_replicas() -> int:
+    from ray import serve
+
+    from ragserve.app import APP_NAME
+
+    states = serve.status().applications[APP_NAME].deployments["Embedder"].replica_states
+    return int(states.get("RUNNING", 0))
+
+
+async def pool_rate(texts: list[str], concurrency: int, max_replicas: int, wait_s: float) -> dict[str, Any]:
+    """bench.py's pool row (one text per caller, through the router's client) at saturation, with CPU per
+    role around it. Saturation includes the autoscaler's answer: the load runs until the pool has grown to
+    ``max_replicas`` (it reacts to sustained load only, after upscale_delay_s) or ``wait_s`` has passed,
+    then one round is measured."""
+    started = time.perf_counter()
+    rounds = 0
+    while embedder_replicas() < max_replicas and time.perf_counter() - started < wait_s:
+        await pool_rates(texts, concurrency, rounds=1)
+        rounds += 1
+    grown_s = round(time.perf_counter() - started, 1)
     with cpu_window() as window:
         [rate] = await pool_rates(texts, concurrency, rounds=1)
-    return {"texts_per_s": rate, "cpu_ms_per_text": per_request(window, len(texts))}
+    return {
+        "texts_per_s": rate,
+        "replicas": embedder_replicas(),
+        "load_before_measuring_s": grown_s if rounds else 0.0,
+        "cpu_ms_per_text": per_request(window, len(texts)),
+    }
 
 
 async def served_rows(
-    home: Path, qs: list[str], n: int, c: int, texts: list[str], pool_c: int, profile: bool
+    home: Path,
+    qs: list[str],
+    n: int,
+    c: int,
+    texts: list[str],
+    pool_c: int,
+    pool_replicas: int,
+    profile: bool,
 ) -> dict[str, Any]:
     with served_app({"data_dir": str(home)}, PORT) as base:
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
@@ -282,7 +314,7 @@ async def served_rows(
             out["query_saturation"]["timings_p50_ms"] = {
                 k: round(float(np.median([t[k] for t in engine if k in t])), 1) for k in keys
             }
-        out["pool"] = await pool_rate(texts, pool_c)
+        out["pool"] = await pool_rate(texts, pool_c, pool_replicas, POOL_GROW_S)
     return out
 
 
@@ -327,7 +359,10 @@ def main() -> None:
         os.environ.clear()  # vLLM's CPU platform edits the environment; Ray workers must not inherit it
         os.environ.update(saved_env)
         print("served app ...", flush=True)
-        served = asyncio.run(served_rows(home, qs, n, c, texts, args.pool_concurrency, args.profile))
+        pool_replicas = cfg.embedder.deployment.autoscaling_config.max_replicas
+        served = asyncio.run(
+            served_rows(home, qs, n, c, texts, args.pool_concurrency, pool_replicas, args.profile)
+        )
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

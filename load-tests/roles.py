@@ -76,17 +76,23 @@ def cpu_window() -> Iterator[dict[str, Any]]:
     yield result
     after = _cpu_by_pid()
     by_role: dict[str, float] = defaultdict(float)
+    outside = 0.0
     for pid, (proc, total) in after.items():
+        used = total - (before[pid][1] if pid in before else 0.0)
         role = role_of(proc, driver)
         if role is None:
-            continue
-        by_role[role] += total - (before[pid][1] if pid in before else 0.0)
+            outside += used
+        else:
+            by_role[role] += used
     result["by_role"] = {k: round(v, 3) for k, v in sorted(by_role.items())}
+    result["outside_s"] = round(outside, 3)  # everything else on the machine: a busy neighbour shows here
     result["processes_gone"] = len(set(before) - set(after))
 
 
 def per_request(window: dict[str, Any], requests: int) -> dict[str, float]:
-    """CPU milliseconds per request for each role, and their total."""
+    """CPU milliseconds per request for each role and their total; the rest of the machine's processes
+    beside them (not in the total), so a row slowed by something else says so."""
     out = {role: round(1000 * s / requests, 2) for role, s in window["by_role"].items()}
     out["total"] = round(sum(window["by_role"].values()) * 1000 / requests, 2)
+    out["outside the run (not in total)"] = round(1000 * window["outside_s"] / requests, 2)
     return out

@@ -150,7 +150,12 @@ class EmbedderConfig(_Section):
         "Serve groups into one encode.",
     )
     batch_wait_timeout_s: float = Field(
-        0.01, ge=0, le=10, description="Serve: how long a batch waits to fill before running."
+        0.0,
+        ge=0,
+        le=10,
+        description="Serve: how long a batch waits to fill before running. 0: a call runs at once, and the "
+        "calls that arrive while a batch runs form the next one (routers already send their pending queries "
+        "together).",
     )
     deployment: ServeOptions = Field(
         description="Embedder pool: replicas, autoscaling, admission (Serve options, updated in place)."

@@ -27,7 +27,7 @@ class EmbedderDeployment:
     def info(self) -> dict[str, object]:
         return {"model": self.encoder.model_name, "dim": self.encoder.dim}
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    @serve.batch  # its size and wait come from EmbedderConfig (__init__)
     async def embed_queries(self, calls: list[list[str]]) -> list[np.ndarray]:
         """Each call holds the queries one router had pending at once (``RemoteEmbedder``); Serve groups
         concurrent calls (several routers) into one encode."""

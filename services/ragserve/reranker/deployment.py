@@ -29,7 +29,7 @@ class RerankerDeployment:
         self.score.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    @serve.batch  # its size and wait come from RerankerConfig (__init__)
     async def score(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
         """Called once per request with (question, passages); Serve groups concurrent requests, whose
         pairs run through the model together and are split back per request."""
