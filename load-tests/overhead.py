@@ -8,9 +8,12 @@
           client; measured once the autoscaler has grown the pool to max_replicas) vs raw encode at its
           best batch.
 
-Every row also records CPU milliseconds per request for each process role (roles.py), so the gap can be
-attributed. With ``--profile`` py-spy samples the router and generator replicas during the served
-saturation row and the top functions by own samples are written next to the figures.
+The served app and the bare parts run side by side, and each request row alternates between them in
+rounds (bare then served, served then bare, ...): this machine's speed drifts between minutes by as much as
+the effects measured, and interleaving puts the drift on both sides. Every row also records CPU
+milliseconds per request for each process role (roles.py), so the gap can be attributed. With
+``--profile`` py-spy samples the router and generator replicas during the saturation row, and the top
+functions by own samples are written next to the figures.
 
     .venv/bin/python load-tests/overhead.py [--corpus DIR] [--requests 60] [--concurrency 8]
 
@@ -29,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PORT = 8781
 TOP_K = 3
 POOL_GROW_S = 120  # at most this long under load for the Embedder pool to reach max_replicas
+C1_ROUNDS = 6  # alternating rounds per concurrency-1 row (A B, B A, ...)
+SATURATION_ROUNDS = 2
 
 
 def stats(ms: list[float], wall_s: float) -> dict[str, float]:
@@ -57,22 +62,53 @@ def stats(ms: list[float], wall_s: float) -> dict[str, float]:
     }
 
 
-async def run_row(call: Callable[[str], Awaitable[float]], qs: list[str], n: int, c: int) -> dict[str, Any]:
-    """``call(question)`` returns the latency that counts (ms); n calls at concurrency c after one warm-up;
-    CPU per role over the measured window."""
-    await call(qs[0])
-    sem = asyncio.Semaphore(c)
-    out: list[float] = []
+Call = Callable[[str], Awaitable[float]]
 
-    async def one(i: int) -> None:
-        async with sem:
-            out.append(await call(qs[i % len(qs)]))
 
-    with cpu_window() as window:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        wall = time.perf_counter() - t0
-    return {**stats(out, wall), "cpu_ms_per_request": per_request(window, n)}
+class Row:
+    """One side of one row, accumulated over its rounds: latencies, wall time and CPU seconds per role."""
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+        self.wall = 0.0
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.outside = 0.0
+
+    async def measure(self, call: Call, qs: list[str], start: int, count: int, c: int) -> None:
+        sem = asyncio.Semaphore(c)
+
+        async def one(i: int) -> None:
+            async with sem:
+                self.ms.append(await call(qs[i % len(qs)]))
+
+        with cpu_window() as window:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(start + i) for i in range(count)))
+            self.wall += time.perf_counter() - t0
+        for role, seconds in window["by_role"].items():
+            self.cpu[role] += seconds
+        self.outside += window["outside_s"]
+
+    def summary(self) -> dict[str, Any]:
+        window = {"by_role": dict(self.cpu), "outside_s": self.outside}
+        return {**stats(self.ms, self.wall), "cpu_ms_per_request": per_request(window, len(self.ms))}
+
+
+async def interleaved(
+    calls: dict[str, Call], qs: list[str], rounds: int, per_round: int, c: int
+) -> dict[str, Any]:
+    """The same row on every side (``{"bare": call, "served": call}``; a call returns the latency that
+    counts, ms), in alternating rounds (A B, B A, ...) after one warm-up call each: the machine's drift
+    between rounds falls on both sides alike. Both stacks stay up throughout; the one not measured idles,
+    and its CPU shows in the other side's role table."""
+    for call in calls.values():
+        await call(qs[0])
+    rows = {side: Row() for side in calls}
+    sides = list(calls)
+    for r in range(rounds):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            await rows[side].measure(calls[side], qs, r * per_round, per_round, c)
+    return {side: row.summary() for side, row in rows.items()}
 
 
 # ---- bare parts ----------------------------------------------------------------------------------------
@@ -80,6 +116,7 @@ class BareParts:
     """In-process retrieval and prompt building, and a raw vLLM OpenAI server on the same engine args."""
 
     def __init__(self, cfg: Any):
+        import torch
         from transformers import AutoTokenizer
 
         from ragserve.embedder.encoder import Encoder
@@ -93,6 +130,10 @@ class BareParts:
         self.lite = LiteServer(str(cfg.store.uri))  # the gRPC path the served app uses
         self.store = MilvusStore.for_app(cfg, self.lite.uri)
         encoder = Encoder(cfg.embedder)
+        # As many torch threads as an Embedder replica gets from Ray (its num_cpus, at least one). Two
+        # threads beside the vLLM server's busy engine core oversubscribe two cores: OpenMP's waits spin,
+        # and this row's TTFT ranged 47-427 ms p50 between identical runs.
+        torch.set_num_threads(max(1, int(cfg.embedder.resources.num_cpus)))
         self.store.ensure_collection(encoder.dim, encoder.model_name)  # checks the schema, loads it
         self.retriever = Retriever(local_query_embedder(encoder), self.store, cfg.retrieval)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
@@ -147,37 +188,26 @@ async def ttft_of_stream(response: httpx.Response, marker: str, t0: float) -> fl
     return first
 
 
-async def bare_rows(cfg: Any, qs: list[str], n: int, c: int) -> dict[str, Any]:
-    parts = BareParts(cfg)
-    try:
-        async with vllm_server(cfg) as (client, command):
+def bare_calls(cfg: Any, parts: BareParts, client: httpx.AsyncClient) -> dict[str, Call]:
+    async def search(q: str) -> float:
+        t0 = time.perf_counter()
+        await parts.retriever.search(q, TOP_K)
+        return (time.perf_counter() - t0) * 1000
 
-            async def search(q: str) -> float:
-                t0 = time.perf_counter()
-                await parts.retriever.search(q, TOP_K)
-                return (time.perf_counter() - t0) * 1000
+    async def ttft(q: str) -> float:
+        t0 = time.perf_counter()
+        body = completion_body(cfg, await parts.prompt_ids(q), stream=True)
+        async with client.stream("POST", "/v1/completions", json=body) as res:
+            res.raise_for_status()
+            return await ttft_of_stream(res, "data: ", t0)
 
-            async def ttft(q: str) -> float:
-                t0 = time.perf_counter()
-                body = completion_body(cfg, await parts.prompt_ids(q), stream=True)
-                async with client.stream("POST", "/v1/completions", json=body) as res:
-                    res.raise_for_status()
-                    return await ttft_of_stream(res, "data: ", t0)
+    async def query(q: str) -> float:
+        t0 = time.perf_counter()
+        body = completion_body(cfg, await parts.prompt_ids(q), stream=False)
+        (await client.post("/v1/completions", json=body)).raise_for_status()
+        return (time.perf_counter() - t0) * 1000
 
-            async def query(q: str) -> float:
-                t0 = time.perf_counter()
-                body = completion_body(cfg, await parts.prompt_ids(q), stream=False)
-                (await client.post("/v1/completions", json=body)).raise_for_status()
-                return (time.perf_counter() - t0) * 1000
-
-            return {
-                "search_c1": await run_row(search, qs, n, 1),
-                "ttft_c1": await run_row(ttft, qs, n, 1),
-                "query_saturation": await run_row(query, qs, n, c),
-                "vllm_command": " ".join(command),
-            }
-    finally:
-        parts.close()
+    return {"search": search, "ttft": ttft, "query": query}
 
 
 # ---- served ----------------------------------------------------------------------------------------------
@@ -239,7 +269,7 @@ def embedder_replicas() -> int:
     from ragserve.app import APP_NAME
 
     states = serve.status().applications[APP_NAME].deployments["Embedder"].replica_states
-    return int(states.get("RUNNING", 0))
+    return sum(count for state, count in states.items() if state == "RUNNING")
 
 
 async def pool_rate(texts: list[str], concurrency: int, max_replicas: int, wait_s: float) -> dict[str, Any]:
@@ -263,58 +293,83 @@ async def pool_rate(texts: list[str], concurrency: int, max_replicas: int, wait_
     }
 
 
-async def served_rows(
-    home: Path,
-    qs: list[str],
-    n: int,
-    c: int,
-    texts: list[str],
-    pool_c: int,
-    pool_replicas: int,
-    profile: bool,
+def served_calls(client: httpx.AsyncClient, engine: list[dict[str, float]]) -> dict[str, Call]:
+    async def search(q: str) -> float:
+        t0 = time.perf_counter()
+        (await client.post("/v1/search", json={"query": q, "top_k": TOP_K})).raise_for_status()
+        return (time.perf_counter() - t0) * 1000
+
+    async def ttft(q: str) -> float:
+        t0 = time.perf_counter()
+        body = {"question": q, "top_k": TOP_K, "stream": True}
+        async with client.stream("POST", "/v1/query", json=body) as res:
+            res.raise_for_status()
+            return await ttft_of_stream(res, "event: delta", t0)
+
+    async def query(q: str) -> float:
+        t0 = time.perf_counter()
+        res = await client.post("/v1/query", json={"question": q, "top_k": TOP_K})
+        res.raise_for_status()
+        engine.append(res.json()["timings"])
+        return (time.perf_counter() - t0) * 1000
+
+    return {"search": search, "ttft": ttft, "query": query}
+
+
+async def all_rows(
+    home: Path, bare_cfg: Any, qs: list[str], n: int, c: int, texts: list[str], pool_c: int, profile: bool
 ) -> dict[str, Any]:
+    """The served app and the bare parts up side by side; the pool row, then the three request rows with
+    both sides interleaved (``interleaved``)."""
+    from ragserve import environment
+
+    out: dict[str, Any] = {"served": {}, "bare": {}}
     with served_app({"data_dir": str(home)}, PORT) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        # The pool row first: its sustained load grows the Embedder pool to its autoscaled size, so no
+        # replica starts (loading its model) inside a later row's measured window.
+        pool_replicas = bare_cfg.embedder.deployment.autoscaling_config.max_replicas
+        out["served"]["pool"] = await pool_rate(texts, pool_c, pool_replicas, POOL_GROW_S)
+        # After ray.init: Ray's processes keep the environment they started with; vLLM's CPU platform,
+        # imported by the bare parts, edits this process's.
+        environment.apply(bare_cfg)
+        parts = BareParts(bare_cfg)
+        engine: list[dict[str, float]] = []
+        try:
+            async with (
+                vllm_server(bare_cfg) as (raw, command),
+                httpx.AsyncClient(base_url=base, timeout=120) as client,
+            ):
+                out["bare"]["vllm_command"] = " ".join(command)
+                sides = {"bare": bare_calls(bare_cfg, parts, raw), "served": served_calls(client, engine)}
 
-            async def search(q: str) -> float:
-                t0 = time.perf_counter()
-                body = {"query": q, "top_k": TOP_K}
-                (await client.post("/v1/search", json=body)).raise_for_status()
-                return (time.perf_counter() - t0) * 1000
+                def row(kind: str) -> dict[str, Call]:
+                    return {side: calls[kind] for side, calls in sides.items()}
 
-            async def ttft(q: str) -> float:
-                t0 = time.perf_counter()
-                body = {"question": q, "top_k": TOP_K, "stream": True}
-                async with client.stream("POST", "/v1/query", json=body) as res:
-                    res.raise_for_status()
-                    return await ttft_of_stream(res, "event: delta", t0)
-
-            engine: list[dict[str, float]] = []
-
-            async def query(q: str) -> float:
-                t0 = time.perf_counter()
-                res = await client.post("/v1/query", json={"question": q, "top_k": TOP_K})
-                res.raise_for_status()
-                engine.append(res.json()["timings"])
-                return (time.perf_counter() - t0) * 1000
-
-            out: dict[str, Any] = {
-                "search_c1": await run_row(search, qs, n, 1),
-                "ttft_c1": await run_row(ttft, qs, n, 1),
-            }
-            spies = py_spy(replica_pids(), 20) if profile else {}
-            out["query_saturation"] = await run_row(query, qs, n, c)
-            for spy in spies.values():
-                spy.wait(timeout=120)
-            if spies:
-                out["py_spy_top_own_time"] = {
-                    name: top_frames(RESULTS / f"py-spy-{name.lower()}.txt") for name in spies
+                rows = {
+                    "search_c1": await interleaved(row("search"), qs, C1_ROUNDS, n // C1_ROUNDS, 1),
+                    "ttft_c1": await interleaved(row("ttft"), qs, C1_ROUNDS, n // C1_ROUNDS, 1),
                 }
-            keys = ("ttft_ms", "engine_ttft_ms", "generate_ms", "engine_generate_ms")
-            out["query_saturation"]["timings_p50_ms"] = {
-                k: round(float(np.median([t[k] for t in engine if k in t])), 1) for k in keys
-            }
-        out["pool"] = await pool_rate(texts, pool_c, pool_replicas, POOL_GROW_S)
+                spies = py_spy(replica_pids(), 30) if profile else {}
+                # Rounds of several waves of c requests each: a round's last wave runs below c.
+                per_round = max(4 * c, n // SATURATION_ROUNDS)
+                rows["query_saturation"] = await interleaved(
+                    row("query"), qs, SATURATION_ROUNDS, per_round, c
+                )
+        finally:
+            parts.close()
+        for spy in spies.values():
+            spy.wait(timeout=120)
+    for name, by_side in rows.items():
+        for side, figures in by_side.items():
+            out[side][name] = figures
+    if spies:
+        out["served"]["py_spy_top_own_time"] = {
+            name: top_frames(RESULTS / f"py-spy-{name.lower()}.txt") for name in spies
+        }
+    keys = ("ttft_ms", "engine_ttft_ms", "generate_ms", "engine_generate_ms")
+    out["served"]["query_saturation"]["timings_p50_ms"] = {
+        k: round(float(np.median([t[k] for t in engine if k in t])), 1) for k in keys
+    }
     return out
 
 
@@ -330,7 +385,6 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the router and generator replicas")
     parser.add_argument("--out", type=Path, default=RESULTS / "overhead.json")
     args = parser.parse_args()
-    from ragserve import environment
     from ragserve.config import load_config
     from ragserve.observability.logging import configure_logging
 
@@ -341,7 +395,6 @@ def main() -> None:
     env = {**os.environ, "RAGSERVE_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "ragserve.cli", "ingest", str(args.corpus)], env=env, check=True)
     cfg = load_config(env=env)
-    saved_env = dict(os.environ)
     n, c = args.requests, args.concurrency
     try:
         qs = covered_questions(cfg)
@@ -353,16 +406,13 @@ def main() -> None:
         sweep = encode_sweep(model, texts, [8, 32, 64, 128])
         del model
         best = max(sweep, key=lambda b: sweep[b])
-        print("bare parts (in-process retrieval + raw vLLM server) ...", flush=True)
-        environment.apply(cfg)
-        bare = asyncio.run(bare_rows(cfg, qs, n, c))
-        os.environ.clear()  # vLLM's CPU platform edits the environment; Ray workers must not inherit it
-        os.environ.update(saved_env)
-        print("served app ...", flush=True)
-        pool_replicas = cfg.embedder.deployment.autoscaling_config.max_replicas
-        served = asyncio.run(
-            served_rows(home, qs, n, c, texts, args.pool_concurrency, pool_replicas, args.profile)
-        )
+        # The bare parts search their own copy of the collection (a Lite file has one owner at a time).
+        bare_db = home / "bare" / "milvus.db"
+        shutil.copytree(str(cfg.store.uri), bare_db)
+        bare_cfg = load_config(env={**env, "RAGSERVE__STORE__URI": str(bare_db)})
+        print("served app and bare parts (in-process retrieval + raw vLLM server), interleaved ...")
+        measured = asyncio.run(all_rows(home, bare_cfg, qs, n, c, texts, args.pool_concurrency, args.profile))
+        served, bare = measured["served"], measured["bare"]
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -374,6 +424,7 @@ def main() -> None:
         "machine": machine(),
         "corpus": str(args.corpus),
         "requests_per_row": n,
+        "rounds": {"concurrency_1": C1_ROUNDS, "saturation": SATURATION_ROUNDS},
         "saturation_concurrency": c,
         "seconds": round(time.perf_counter() - started, 1),
         "questions": len(qs),
