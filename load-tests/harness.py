@@ -44,12 +44,12 @@ def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
     from ray import serve
 
     from ragserve.app import APP_NAME, build_app
-    from ragserve.environment import apply_ray_node_env
+    from ragserve.environment import ray_node_env_applied
 
-    apply_ray_node_env()  # as `ragserve serve` and the chart's pods
     for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; a loaded 2-core box can miss that
         try:
-            ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+            with ray_node_env_applied():  # as `ragserve serve` and the chart's pods
+                ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
             break
         except Exception:
             ray.shutdown()

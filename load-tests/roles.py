@@ -22,6 +22,8 @@ ROLE_OF_TITLE = (  # first match wins
     ("ServeReplica:ragserve:MilvusLite", "milvus"),
     ("ServeReplica:ragserve:Reranker", "reranker"),
     ("ProxyActor", "http proxy"),
+    ("HAProxyManager", "http proxy"),
+    ("haproxy", "http proxy"),  # the HAProxy process the manager starts (RAY_SERVE_ENABLE_HA_PROXY)
     ("ServeController", "serve controller"),
     ("milvus", "milvus"),
     ("vllm.entrypoints", "raw vllm server + engine core"),

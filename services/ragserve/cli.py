@@ -341,13 +341,13 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
     host = args.host or cfg.router.host
     port = args.port or cfg.router.port
-    environment.apply_ray_node_env()  # the local cluster's processes inherit it
-    ray.init(
-        num_cpus=args.num_cpus,
-        include_dashboard=False,
-        log_to_driver=args.verbose,
-        _metrics_export_port=args.metrics_port,  # None: Ray picks one; GET /metrics shows it either way
-    )
+    with environment.ray_node_env_applied():  # the local cluster's processes inherit it
+        ray.init(
+            num_cpus=args.num_cpus,
+            include_dashboard=False,
+            log_to_driver=args.verbose,
+            _metrics_export_port=args.metrics_port,  # None: Ray picks one; GET /metrics shows it either way
+        )
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:

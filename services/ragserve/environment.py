@@ -3,14 +3,15 @@
 vLLM, transformers, tokenizers and huggingface_hub read these when they are imported or when the engine
 starts, so they must be in place first: Serve replicas get them as ``runtime_env.env_vars`` (app.py), the
 CLI and in-process callers through ``apply()`` before their first heavy import. Ray's own processes (the
-HTTP proxies among them) read ``ray-node-env.yaml`` from their start: ``apply_ray_node_env()`` before a local
-``ray.init``, the chart's container env on Kubernetes.
+HTTP proxies among them) read ``ray-node-env.yaml`` from their start: ``ray_node_env_applied()`` around a
+local ``ray.init``, the chart's container env on Kubernetes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -55,10 +56,20 @@ def ray_node_env() -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def apply_ray_node_env(environ: MutableMapping[str, str] | None = None) -> None:
-    """Before ``ray.init`` starts a local cluster: its processes inherit this environment (a value the user
-    exported wins)."""
-    _set_missing(ray_node_env(), environ)
+@contextmanager
+def ray_node_env_applied(environ: MutableMapping[str, str] | None = None) -> Iterator[None]:
+    """Around the ``ray.init`` that starts a local cluster: its processes inherit this environment (a value
+    the user exported wins). The calling process gets its own back afterwards: a driver (the CLI, the
+    tests, the load tests) is a Serve client, not a replica, and keeps Serve's client defaults (its handle
+    router on a loop of its own, so a driver may wait on a handle from any loop or thread)."""
+    target = os.environ if environ is None else environ
+    added = {k: v for k, v in ray_node_env().items() if k not in target}
+    target.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            target.pop(key, None)
 
 
 def apply(cfg: AppConfig, environ: MutableMapping[str, str] | None = None) -> None:

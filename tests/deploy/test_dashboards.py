@@ -19,7 +19,7 @@ from tests.deploy.conftest import CHART, load_script
 
 DASHBOARDS = promql.dashboards()
 ALLOWED_VARIABLES = {"namespace", "deployment", "__rate_interval"}
-# Ray Serve series without Serve's deployment label (the HTTP proxies'): filtered by namespace only.
+# Ray Serve series without Serve's deployment label (HTTP ingress, from HAProxy): filtered by namespace only.
 PROXY_METRICS = {
     "ray_serve_num_http_requests_total",
     "ray_serve_http_request_latency_ms_bucket",

@@ -87,8 +87,8 @@ def test_serve_config_loads_into_the_model_and_builds(
     env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
     assert {k: env[k] for k in tracing_env(cfg)} == tracing_env(cfg)
     assert ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in env) == cfg.observability.tracing.enabled
-    # what Ray's own processes read at start (the proxies' transport): in every Ray container, from the file
-    # `ragserve serve` and the tests read
+    # what Ray's own processes read at start (Serve's ingress and transport): in every Ray container, from the
+    # file `ragserve serve` and the tests read
     cluster = one(docs, "RayService")["spec"]["rayClusterConfig"]
     pods = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
     assert len(pods) >= 2

@@ -83,19 +83,18 @@ def ray_cluster(otlp: OtlpReceiver):
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     import ray
 
-    from ragserve.environment import apply_ray_node_env
-
-    apply_ray_node_env()  # as `ragserve serve` and the chart's pods
+    from ragserve.environment import ray_node_env_applied
 
     for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; on a loaded 2-core box that can lapse
         try:
-            ray.init(
-                num_cpus=8,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                _system_config={"metrics_report_interval_ms": 1000},
-            )
+            with ray_node_env_applied():  # as `ragserve serve` and the chart's pods
+                ray.init(
+                    num_cpus=8,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    _system_config={"metrics_report_interval_ms": 1000},
+                )
             break
         except Exception:
             ray.shutdown()

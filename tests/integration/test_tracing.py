@@ -1,6 +1,6 @@
-"""One trace per request across the Serve proxy, the router and the embedder, reranker and generator
-replicas, and one per `ragserve ingest`, exported over OTLP/HTTP to a real receiver
-(tests/integration/otlp_receiver.py)."""
+"""One trace per request across the router (which serves HTTP itself: Serve's direct ingress) and the
+embedder, reranker and generator replicas, and one per `ragserve ingest`, exported over OTLP/HTTP to a real
+receiver (tests/integration/otlp_receiver.py)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ def _find_trace(otlp: OtlpReceiver, since_ns: int, timeout_s: float = 45) -> lis
         if len(ids) == 1:
             spans = otlp.trace(ids.pop())
             processes = {s.attributes.get("ragserve.process") for s in spans}
-            # complete only with the HTTP request's own span, the true root: the proxy ends it last, and its
-            # exporter may send it a batch after the proxy's shorter spans
+            # complete only with the HTTP request's own span, the true root: the router ends it last, and its
+            # exporter may send it a batch after the router's shorter spans
             has_root = any(not s.parent_span_id for s in spans)
-            if has_root and {"proxy", "Router", "Embedder", "Reranker", "Generator"} <= processes:
+            if has_root and {"Router", "Embedder", "Reranker", "Generator"} <= processes:
                 return spans
         time.sleep(1)
     raise AssertionError(f"no complete trace within {timeout_s} s; last seen: {[s.name for s in spans]}")
@@ -39,7 +39,7 @@ def _find_trace(otlp: OtlpReceiver, since_ns: int, timeout_s: float = 45) -> lis
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_a_query_is_one_trace_across_proxy_router_and_replicas(served: Served, otlp: OtlpReceiver) -> None:
+def test_a_query_is_one_trace_across_router_and_replicas(served: Served, otlp: OtlpReceiver) -> None:
     since = time.time_ns()
     res = post("/v1/query", {"question": QUESTION, "top_k": 2})
     assert res.status_code == 200, res.text
@@ -48,8 +48,10 @@ def test_a_query_is_one_trace_across_proxy_router_and_replicas(served: Served, o
     assert len({s.trace_id for s in spans}) == 1
     by_id = {s.span_id: s for s in spans}
     roots = [s for s in spans if s.parent_span_id not in by_id]
-    assert len(roots) == 1 and roots[0].attributes["ragserve.process"] == "proxy"  # the HTTP request
-    # every replica's span hangs off the router's, which hangs off the proxy's: the context crossed each hop
+    # the HTTP request: the router replica's own span (HAProxy in front of it makes none)
+    assert len(roots) == 1 and roots[0].attributes["ragserve.process"] == "Router"
+    assert roots[0].name == "replica_handle_request Router __call__"
+    # every replica's span hangs off the router's: the context crossed each hop
     for s in spans:
         process = s.attributes.get("ragserve.process")
         if process in ("Embedder", "Reranker", "Generator") and s.parent_span_id in by_id:
@@ -59,7 +61,7 @@ def test_a_query_is_one_trace_across_proxy_router_and_replicas(served: Served, o
         s.attributes["ragserve.process"] == "Router" for s in stages.values()
     )
     assert "first_token" in stages["generate"].events
-    # the stages nest in time inside the proxy's span
+    # the stages nest in time inside the request's span
     assert all(roots[0].start_ns <= s.start_ns and s.end_ns <= roots[0].end_ns for s in stages.values())
 
     print("\ntrace", spans[0].trace_id)

@@ -99,13 +99,12 @@ def test_a_partial_block_merges_over_the_profile_and_a_flat_key_is_refused(tmp_p
 def test_ray_node_environment_comes_from_its_file_and_yields_to_the_user(tmp_path: Path) -> None:
     from ragserve import environment
 
-    assert environment.ray_node_env() == {"RAY_SERVE_PROXY_USE_GRPC": "1"}
-    env = {"RAY_SERVE_PROXY_USE_GRPC": "0"}  # exported by the user: kept
-    environment.apply_ray_node_env(env)
-    assert env == {"RAY_SERVE_PROXY_USE_GRPC": "0"}
-    env = {}
-    environment.apply_ray_node_env(env)
-    assert env == {"RAY_SERVE_PROXY_USE_GRPC": "1"}
+    node_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert environment.ray_node_env() == node_env
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "0", "PATH": "/bin"}  # exported by the user: kept
+    with environment.ray_node_env_applied(env):  # what ray.init's processes inherit
+        assert env == {**node_env, "RAY_SERVE_ENABLE_HA_PROXY": "0", "PATH": "/bin"}
+    assert env == {"RAY_SERVE_ENABLE_HA_PROXY": "0", "PATH": "/bin"}  # the driver's own again
 
 
 def test_process_environment_has_one_owner(tmp_path: Path) -> None:

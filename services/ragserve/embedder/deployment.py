@@ -15,6 +15,7 @@ from ray import serve
 
 from ragserve.config import EmbedderConfig
 from ragserve.embedder.encoder import Encoder
+from ragserve.handles import result_from_thread
 from ragserve.observability import metrics
 
 
@@ -64,6 +65,7 @@ class RemoteEmbedder:
         self.max_per_call = max_per_call
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._calls: set[asyncio.Task[None]] = set()  # in flight (the loop keeps only weak references)
+        self._loop = asyncio.get_running_loop()  # the replica's: embed_documents calls the handle there
 
     @classmethod
     async def connect(cls, handle: Any, max_per_call: int) -> RemoteEmbedder:
@@ -119,5 +121,6 @@ class RemoteEmbedder:
         raise AssertionError("unreachable")
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        # Called from a worker thread (ingestion runs off the event loop), where blocking is fine.
-        return np.asarray(self.handle.embed_documents.remote(list(texts)).result(), dtype=np.float32)
+        """Called from a worker thread (ingestion runs off the event loop): the call runs on the loop."""
+        vectors = result_from_thread(self._loop, lambda: self.handle.embed_documents.remote(list(texts)))
+        return np.asarray(vectors, dtype=np.float32)

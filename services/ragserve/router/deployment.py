@@ -18,6 +18,7 @@ from ragserve.config import AppConfig, AuthConfig
 from ragserve.embedder.deployment import RemoteEmbedder
 from ragserve.generator.deployment import RemoteGenerator
 from ragserve.generator.engine import resolve_model
+from ragserve.handles import result_from_thread
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.observability.metrics import node_metrics_text
 from ragserve.rag import build_pipeline
@@ -44,15 +45,6 @@ def guard_settings(
     return settings
 
 
-def by_value(handle: Any) -> Any:
-    """The handle a request uses: calls go over gRPC straight to a replica, arguments and results by value
-    (Serve's ``_by_reference=False``, the inter-deployment half of ``RAY_SERVE_THROUGHPUT_OPTIMIZED``),
-    instead of a Ray actor task whose result goes through the object store: less latency and CPU per call
-    (load-tests/RESULTS.md, "Transport and query coalescing"). Our calls pass plain values only (texts,
-    token ids, vectors, deltas), never ObjectRefs."""
-    return handle.options(_by_reference=False)
-
-
 @serve.ingress()
 class RouterDeployment:
     """Constructed by build_app with handles to the other deployments (async: it awaits them)."""
@@ -69,15 +61,16 @@ class RouterDeployment:
 
         self.cfg = cfg
         self.guard = guard_settings(cfg.router.auth, cfg.router.max_body_bytes)
-        embedder, generator = by_value(embedder), by_value(generator)
-        reranker = by_value(reranker) if reranker is not None else None
+        # Handle calls go over gRPC straight to a replica, arguments and results by value: Serve's default
+        # under RAY_SERVE_THROUGHPUT_OPTIMIZED (ray-node-env.yaml, the owner of that choice).
         self._embedder_handle = embedder
         self._generator_handle = generator
         self._reranker_handle = reranker
         remote_embedder = await RemoteEmbedder.connect(embedder, cfg.embedder.max_batch_size)
-        # Several replicas share one Milvus Lite through its owner's gRPC server. Its handle stays a plain
-        # actor call: asked once per replica start and per owner move, not per request.
+        # Several replicas share one Milvus Lite through its owner's gRPC server, asked once per replica
+        # start and per owner move, not per request.
         self._lite_handle = lite_server
+        self._loop = asyncio.get_running_loop()  # the replica's: _locate_lite calls the handle there
         lite_uri = await lite_server.uri.remote() if lite_server is not None else None
         self.store = MilvusStore.for_app(cfg, lite_uri, self._locate_lite if lite_server else None)
         await asyncio.to_thread(self.store.ensure_collection, remote_embedder.dim, remote_embedder.model_name)
@@ -101,7 +94,8 @@ class RouterDeployment:
         """The Lite owner's URI now (store threads call it). While the owner restarts the handle waits for
         its replacement, as long as a request may take: a rollout stops the old owner before the new one
         starts (two cannot open the file), seconds on a busy node."""
-        uri: str = self._lite_handle.uri.remote().result(timeout_s=self.cfg.router.request_timeout_s)
+        timeout_s = self.cfg.router.request_timeout_s
+        uri: str = result_from_thread(self._loop, lambda: self._lite_handle.uri.remote(), timeout_s)
         return uri
 
     async def check_health(self) -> None:
