@@ -261,8 +261,9 @@ async def pool_rates(texts: list[str], concurrency: int, rounds: int) -> list[fl
     from ragserve.app import APP_NAME
     from ragserve.config import load_config
     from ragserve.embedder.deployment import RemoteEmbedder
+    from ragserve.router.deployment import by_value
 
-    handle = serve.get_deployment_handle("Embedder", APP_NAME)
+    handle = by_value(serve.get_deployment_handle("Embedder", APP_NAME))
     embedder = await RemoteEmbedder.connect(handle, load_config().embedder.max_batch_size)  # as the router
     await embedder.embed_queries(["warm-up"])
     sem = asyncio.Semaphore(concurrency)

@@ -278,6 +278,7 @@ def test_concurrent_query_embeddings_cross_the_handle_together(served) -> None:
     from ray import serve
 
     from ragserve.embedder.deployment import RemoteEmbedder
+    from ragserve.router.deployment import by_value
 
     class CountingHandle:  # the real handle underneath; counts the calls that cross it
         def __init__(self, handle: Any) -> None:
@@ -300,7 +301,7 @@ def test_concurrent_query_embeddings_cross_the_handle_together(served) -> None:
     texts = [f"how do I create an index on field {i}?" for i in range(24)]
 
     async def run() -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-        spy = CountingHandle(serve.get_deployment_handle("Embedder", APP))
+        spy = CountingHandle(by_value(serve.get_deployment_handle("Embedder", APP)))
         embedder = await RemoteEmbedder.connect(spy, max_per_call=16)
         together = await asyncio.gather(*(embedder.embed_queries([t]) for t in texts))
         alone = await embedder.embed_queries([texts[5]])

@@ -45,6 +45,16 @@ def guard_settings(
     return settings
 
 
+def by_value(handle: Any) -> Any:
+    """The handle a request uses: calls go over gRPC straight to a replica, arguments and results by value
+    (Serve's ``_by_reference=False``), instead of a Ray actor task whose result goes through the object
+    store: less latency and CPU per call (load-tests/RESULTS.md, "Transport and query coalescing"). Set
+    here, not left to ``RAY_SERVE_USE_GRPC_BY_DEFAULT``: a handle keeps the options of the process that
+    built the app (a driver's ``serve.run`` or the controller's), not the Router's. Our calls pass plain
+    values only (texts, token ids, vectors, deltas), never ObjectRefs."""
+    return handle.options(_by_reference=False)
+
+
 @serve.ingress()
 class RouterDeployment:
     """Constructed by build_app with handles to the other deployments (async: it awaits them)."""
@@ -61,8 +71,8 @@ class RouterDeployment:
 
         self.cfg = cfg
         self.guard = guard_settings(cfg.router.auth, cfg.router.max_body_bytes)
-        # Handle calls go over gRPC straight to a replica, arguments and results by value: Serve's default
-        # under RAY_SERVE_THROUGHPUT_OPTIMIZED (ray-node-env.yaml, the owner of that choice).
+        embedder, generator = by_value(embedder), by_value(generator)
+        reranker = by_value(reranker) if reranker is not None else None
         self._embedder_handle = embedder
         self._generator_handle = generator
         self._reranker_handle = reranker
