@@ -48,8 +48,13 @@ def serve_options(cfg: AppConfig, section: str) -> dict[str, Any]:
     return getattr(cfg, section).deployment.model_dump(mode="json")
 
 
+def replica_logging(cfg: AppConfig) -> dict[str, Any]:
+    """Serve's ``logging_config`` of every replica."""
+    return {"enable_access_log": cfg.observability.serve_access_log}
+
+
 def actor_options(cfg: AppConfig, section: str) -> dict[str, Any]:
-    """What the builder derives: resources, placement, the replica's environment."""
+    """What the builder derives: resources, placement, the replica's environment and logging."""
     from ragserve.generator.deployment import placement
 
     runtime_env = {"env_vars": process_env(cfg)}
@@ -59,6 +64,7 @@ def actor_options(cfg: AppConfig, section: str) -> dict[str, Any]:
         res = getattr(cfg, section).resources
         opts = {"ray_actor_options": {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus}}
     opts["ray_actor_options"] = {**opts["ray_actor_options"], "runtime_env": runtime_env}
+    opts["logging_config"] = replica_logging(cfg)
     return opts
 
 
@@ -84,9 +90,12 @@ def build_app_from_config(cfg: AppConfig) -> Application:
     lite = None
     if cfg.store.is_lite:  # one owner of the file; the cluster path (a URI) needs no such deployment
         assert cfg.store.uri is not None
-        lite = serve.deployment(name=LITE_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0.25})(
-            LiteOwner
-        ).bind(os.path.expanduser(cfg.store.uri))
+        lite = serve.deployment(
+            name=LITE_DEPLOYMENT,
+            num_replicas=1,
+            ray_actor_options={"num_cpus": 0.25},
+            logging_config=replica_logging(cfg),
+        )(LiteOwner).bind(os.path.expanduser(cfg.store.uri))
     reranker = None
     if cfg.reranker.enabled:
         reranker = _deployment(RerankerDeployment, cfg, "reranker").bind(cfg.reranker, str(cfg.cache_dir))

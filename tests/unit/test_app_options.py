@@ -58,6 +58,16 @@ def test_resources_are_honoured_for_every_deployment(tmp_path: Path) -> None:
         assert opts["runtime_env"] == {"env_vars": process_env(cfg)}
 
 
+def test_serve_access_log_is_off_unless_asked_for(tmp_path: Path) -> None:
+    off = load_config(env={"RAGSERVE_HOME": str(tmp_path)})
+    on = load_config(
+        env={"RAGSERVE_HOME": str(tmp_path)}, overrides={"observability": {"serve_access_log": True}}
+    )
+    for section in DEPLOYMENTS:
+        assert actor_options(off, section)["logging_config"] == {"enable_access_log": False}
+        assert actor_options(on, section)["logging_config"] == {"enable_access_log": True}
+
+
 def test_the_reranker_is_deployed_only_when_enabled(tmp_path: Path) -> None:
     def names(cfg: AppConfig) -> list[str]:
         return [d["name"] for d in serve_config(cfg)["applications"][0]["deployments"]]
