@@ -3,7 +3,7 @@
 vLLM, transformers, tokenizers and huggingface_hub read these when they are imported or when the engine
 starts, so they must be in place first: Serve replicas get them as ``runtime_env.env_vars`` (app.py), the
 CLI and in-process callers through ``apply()`` before their first heavy import. Ray's own processes (the
-HTTP proxies among them) read ``ray-node-env.yaml`` from their start: ``ray_node_env_applied()`` around a
+HTTP ingress among them) read ``ray-node-env.yaml`` from their start: ``ray_node_env_applied()`` around a
 local ``ray.init``, the chart's container env on Kubernetes.
 """
 
