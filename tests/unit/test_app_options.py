@@ -109,7 +109,11 @@ def test_a_partial_block_merges_over_the_profile_and_a_flat_key_is_refused(tmp_p
 def test_ray_node_environment_comes_from_its_file_and_yields_to_the_user(tmp_path: Path) -> None:
     from ragserve import environment
 
-    node_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    node_env = {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+    }
     assert environment.ray_node_env() == node_env
     env = {"RAY_SERVE_ENABLE_HA_PROXY": "0", "PATH": "/bin"}  # exported by the user: kept
     with environment.ray_node_env_applied(env):  # what ray.init's processes inherit
