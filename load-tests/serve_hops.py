@@ -17,7 +17,9 @@ import time
 from typing import Any
 
 import httpx
+import numpy as np
 import ray
+from harness import machine
 from ray import serve
 from starlette.requests import Request
 
@@ -61,10 +63,6 @@ class Actor:
         return x
 
 
-def p(values: list[float], q: float) -> float:
-    return sorted(values)[int(q * (len(values) - 1))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,6 +78,7 @@ def main() -> None:
         t = time.perf_counter()
         ray.get(actor.f.remote(1))
         ms.append(1000 * (time.perf_counter() - t))
+    print(machine())
     print(f"ray actor call from the driver: p50 {statistics.median(ms):.2f} ms")
     logging = {"enable_access_log": not args.no_access_log}
     echo = serve.deployment(logging_config=logging)(Echo)
@@ -97,7 +96,7 @@ def main() -> None:
                 ms.append(1000 * (time.perf_counter() - t))
                 if path == "/stream":
                     inner.append([float(v) for v in res.text.strip('"').split()])
-            line = f"{path:8} p50 {statistics.median(ms):6.2f} ms  p90 {p(ms, 0.9):6.2f} ms"
+            line = f"{path:8} p50 {statistics.median(ms):6.2f} ms  p90 {np.percentile(ms, 90):6.2f} ms"
             if inner:
                 first, whole = (statistics.median(i[k] for i in inner) for k in (0, 1))
                 line += f"  (first item {first:.2f} ms, all 20 {whole:.2f} ms)"
