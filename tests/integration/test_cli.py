@@ -29,11 +29,19 @@ def ragserve(
     )
 
 
+def log_line(log: Path) -> str:
+    return f"engine and library logs: {log} (-v shows them here)"
+
+
 @pytest.mark.vllm
 def test_ingest_search_eval_query(corpus_subset: Path, tmp_path: Path) -> None:
+    """Each command prints only its own output. Without -v, library warnings and engine logs (vLLM's
+    EngineCore subprocess, Triton, torch's C++ NUMA warning) go to <data_dir>/logs/<command>.log, named
+    once on stderr; with -v they reach the terminal."""
     home = tmp_path / "home"
     first = ragserve(home, "ingest", str(corpus_subset))
     assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines() == [log_line(home / "logs" / "ingest.log")]
     match = re.search(
         r"ingested (\d+) files .* chunks (\d+) new, 0 updated, 0 deleted in [\d.]+ s \(([\d.]+) chunks/s\)",
         first.stdout,
@@ -57,11 +65,22 @@ def test_ingest_search_eval_query(corpus_subset: Path, tmp_path: Path) -> None:
     )
     assert 0 < data["recall_at_k"] <= 1 and 0 < data["mrr"] <= 1  # the subset holds some gold pages
 
-    answered = ragserve(home, "query", "What do the parameters for HNSW mean?", "--top-k", "3", "--json")
+    question = "What do the parameters for HNSW mean?"
+    answered = ragserve(home, "query", question, "--top-k", "3", "--json")
     assert answered.returncode == 0 and answered.stdout, answered.stderr[-3000:]
-    result = json.loads(answered.stdout)
+    log = home / "logs" / "query.log"
+    assert answered.stderr.splitlines() == [log_line(log)]  # nothing else on the terminal
+    result = json.loads(answered.stdout)  # stdout is the JSON alone
     assert result["answer"] and "reference/index.md" in [s["source"] for s in result["sources"]]
     assert result["usage"]["completion_tokens"] > 0 and result["timings"]["ttft_ms"] > 0
+    engine_log = log.read_text()
+    assert "EngineCore" in engine_log and "Triton" in engine_log and "WARNING" in engine_log
+
+    verbose = ragserve(home, "query", question, "--max-tokens", "4", "--json", "-v")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "EngineCore" in verbose.stderr and "Triton" in verbose.stderr
+    assert "engine and library logs" not in verbose.stderr
+    assert json.loads(verbose.stdout)["answer"] is not None
 
 
 def test_bad_input_gives_clear_errors_and_keeps_data(tmp_path: Path) -> None:
@@ -107,37 +126,3 @@ def test_bad_input_gives_clear_errors_and_keeps_data(tmp_path: Path) -> None:
     assert res.returncode == 3, res.stderr
     assert "embedder model" in res.stderr and "cannot be loaded" in res.stderr
     assert "Traceback" not in res.stderr
-
-
-def log_line(log: Path) -> str:
-    return f"engine and library logs: {log} (-v shows them here)"
-
-
-@pytest.mark.vllm
-def test_commands_print_only_their_own_output_and_log_the_rest(tmp_path: Path) -> None:
-    """Without -v, library warnings and engine logs (vLLM's EngineCore subprocess, Triton, torch's C++
-    NUMA warning) go to <data_dir>/logs/<command>.log, named once; with -v they reach the terminal."""
-    home = tmp_path / "home"
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "hnsw.md").write_text("# HNSW\n\nHNSW has two build parameters: M and efConstruction.\n")
-
-    ingested = ragserve(home, "ingest", str(docs))
-    assert ingested.returncode == 0, ingested.stderr
-    assert ingested.stderr.splitlines() == [log_line(home / "logs" / "ingest.log")]
-    assert ingested.stdout.startswith("ingested 1 files") and len(ingested.stdout.splitlines()) == 1
-
-    question = "What are the HNSW parameters?"
-    answered = ragserve(home, "query", question, "--max-tokens", "4", "--json")
-    assert answered.returncode == 0, answered.stderr
-    log = home / "logs" / "query.log"
-    assert answered.stderr.splitlines() == [log_line(log)]  # nothing else on the terminal
-    assert json.loads(answered.stdout)["usage"]["completion_tokens"] > 0  # stdout is the JSON alone
-    engine_log = log.read_text()
-    assert "EngineCore" in engine_log and "Triton" in engine_log and "WARNING" in engine_log
-
-    verbose = ragserve(home, "query", question, "--max-tokens", "4", "--json", "-v")
-    assert verbose.returncode == 0, verbose.stderr[-3000:]
-    assert "EngineCore" in verbose.stderr and "Triton" in verbose.stderr
-    assert "engine and library logs" not in verbose.stderr
-    assert json.loads(verbose.stdout)["answer"] is not None
