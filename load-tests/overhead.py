@@ -1,7 +1,8 @@
 """The served path against its parts run bare, in one run: the four goal rows of `make overhead`.
 
-  ttft    /v1/query streamed, concurrency 1: time to the first token served, vs the bare parts (in-process
-          embed + Milvus search + prompt build, then a raw vLLM OpenAI server streaming the same prompt ids);
+  ttft    /v1/query streamed, concurrency 1: time to the first text served, vs the bare parts (in-process
+          embed + Milvus search + prompt build, then a raw vLLM OpenAI server streaming the same prompt ids,
+          timed to its first chunk with text);
   search  /v1/search at concurrency 1, served vs in-process embed + Milvus search;
   query   /v1/query at saturation (concurrency C), requests/s served vs the bare parts;
   pool    the Embedder pool at saturation (64 callers, one text each, through the router's coalescing
@@ -11,7 +12,8 @@
 The served app and the bare parts run side by side, and each request row alternates between them in
 rounds (bare then served, served then bare, ...): this machine's speed drifts between minutes by as much as
 the effects measured, and interleaving puts the drift on both sides. Every row also records CPU
-milliseconds per request for each process role (roles.py), so the gap can be attributed. With
+milliseconds per request for each process role (roles.py), and the concurrency-1 rows their latency by
+stage on both sides (embed, Milvus, prompt, first token, and the rest), so the gap can be attributed. With
 ``--profile`` py-spy samples the router and generator replicas during the saturation row, and the top
 functions by own samples are written next to the figures.
 
@@ -62,14 +64,19 @@ def stats(ms: list[float], wall_s: float) -> dict[str, float]:
     }
 
 
-Call = Callable[[str], Awaitable[float]]
+# A call returns the latency that counts (ms) and, where it can, that latency by stage (ms): the served
+# side from the router's own `timings`, the bare side timed around each part. `rest` is what no stage holds
+# (served: HTTP in and out, FastAPI, JSON or SSE framing).
+Sample = tuple[float, dict[str, float]]
+Call = Callable[[str], Awaitable[Sample]]
 
 
 class Row:
-    """One side of one row, accumulated over its rounds: latencies, wall time and CPU seconds per role."""
+    """One side of one row, accumulated over its rounds: latencies, stages, wall time and CPU per role."""
 
     def __init__(self) -> None:
         self.ms: list[float] = []
+        self.stages: dict[str, list[float]] = defaultdict(list)
         self.wall = 0.0
         self.cpu: dict[str, float] = defaultdict(float)
         self.outside = 0.0
@@ -79,7 +86,10 @@ class Row:
 
         async def one(i: int) -> None:
             async with sem:
-                self.ms.append(await call(qs[i % len(qs)]))
+                ms, stages = await call(qs[i % len(qs)])
+            self.ms.append(ms)
+            for stage, value in stages.items():
+                self.stages[stage].append(value)
 
         with cpu_window() as window:
             t0 = time.perf_counter()
@@ -91,16 +101,23 @@ class Row:
 
     def summary(self) -> dict[str, Any]:
         window = {"by_role": dict(self.cpu), "outside_s": self.outside}
-        return {**stats(self.ms, self.wall), "cpu_ms_per_request": per_request(window, len(self.ms))}
+        out = {**stats(self.ms, self.wall), "cpu_ms_per_request": per_request(window, len(self.ms))}
+        if self.stages:
+            out["stages_p50_ms"] = {k: round(float(np.median(v)), 1) for k, v in self.stages.items()}
+        return out
+
+
+def with_rest(total_ms: float, stages: dict[str, float]) -> Sample:
+    return total_ms, {**stages, "rest": round(total_ms - sum(stages.values()), 2)}
 
 
 async def interleaved(
     calls: dict[str, Call], qs: list[str], rounds: int, per_round: int, c: int
 ) -> dict[str, Any]:
-    """The same row on every side (``{"bare": call, "served": call}``; a call returns the latency that
-    counts, ms), in alternating rounds (A B, B A, ...) after one warm-up call each: the machine's drift
-    between rounds falls on both sides alike. Both stacks stay up throughout; the one not measured idles,
-    and its CPU shows in the other side's role table."""
+    """The same row on every side (``{"bare": call, "served": call}``), in alternating rounds (A B, B A,
+    ...) after one warm-up call each: the machine's drift between rounds falls on both sides alike. Both
+    stacks stay up throughout; the one not measured idles, and its CPU shows in the other side's role
+    table."""
     for call in calls.values():
         await call(qs[0])
     rows = {side: Row() for side in calls}
@@ -139,9 +156,12 @@ class BareParts:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
         self.prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
 
-    async def prompt_ids(self, q: str) -> list[int]:
+    async def prompt_ids(self, q: str) -> tuple[list[int], dict[str, float]]:
+        """The prompt's token ids, and the retrieval and prompt stages it took (ms)."""
         found = await self.retriever.search(q, TOP_K)
-        return self.prompt.build(q, found.hits, self.cfg.generator.sampling.max_tokens).token_ids
+        t0 = time.perf_counter()
+        ids = self.prompt.build(q, found.hits, self.cfg.generator.sampling.max_tokens).token_ids
+        return ids, stage_ms(found.timings, (time.perf_counter() - t0) * 1000)
 
     def close(self) -> None:
         self.store.close()
@@ -177,35 +197,72 @@ def completion_body(cfg: Any, prompt: list[int], stream: bool) -> dict[str, Any]
     }
 
 
-async def ttft_of_stream(response: httpx.Response, marker: str, t0: float) -> float:
-    """Milliseconds from ``t0`` to the first SSE line starting with ``marker``; reads the whole stream."""
-    first: float | None = None
+def stage_ms(timings: dict[str, float], prompt_ms: float | None = None) -> dict[str, float]:
+    """The retrieval stages of a ``timings`` dict (the pipeline's names), plus the prompt's when given."""
+    stages = {"embed": timings["embed_ms"], "milvus": timings["search_ms"]}
+    return stages if prompt_ms is None else {**stages, "prompt": prompt_ms}
+
+
+async def read_stream(
+    response: httpx.Response, has_text: Callable[[str], bool], t0: float
+) -> tuple[float, float, dict[str, Any]]:
+    """Milliseconds from ``t0`` to the first ``data:`` line and to the first line that carries text
+    (``has_text``), and the data of the stream's ``done`` event (ragserve's; ``{}`` in vLLM's stream);
+    reads the whole stream."""
+    first = text = None
+    event, done = "", {}
     async for line in response.aiter_lines():
-        if first is None and line.startswith(marker):
-            first = (time.perf_counter() - t0) * 1000
-    if first is None:
-        raise RuntimeError(f"no {marker!r} line in the stream")
-    return first
+        now = (time.perf_counter() - t0) * 1000
+        if first is None and line.startswith("data: "):
+            first = now
+        if text is None and has_text(line):
+            text = now
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: ") and event == "done":
+            done = json.loads(line.removeprefix("data: "))
+        elif not line:
+            event = ""
+    if first is None or text is None:
+        raise RuntimeError("no text in the stream")
+    return first, text, done
+
+
+def vllm_text(line: str) -> bool:
+    """A line of vLLM's completion stream with text in it. Its first chunk can carry a token that decodes
+    to nothing yet (part of a character); ragserve's stream sends no empty delta, so both sides are timed
+    to the first text a client sees."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return False
+    return bool(json.loads(line.removeprefix("data: "))["choices"][0]["text"])
+
+
+def ragserve_text(line: str) -> bool:
+    return line.startswith("event: delta")
 
 
 def bare_calls(cfg: Any, parts: BareParts, client: httpx.AsyncClient) -> dict[str, Call]:
-    async def search(q: str) -> float:
+    async def search(q: str) -> Sample:
         t0 = time.perf_counter()
-        await parts.retriever.search(q, TOP_K)
-        return (time.perf_counter() - t0) * 1000
+        found = await parts.retriever.search(q, TOP_K)
+        return with_rest((time.perf_counter() - t0) * 1000, stage_ms(found.timings))
 
-    async def ttft(q: str) -> float:
+    async def ttft(q: str) -> Sample:
         t0 = time.perf_counter()
-        body = completion_body(cfg, await parts.prompt_ids(q), stream=True)
-        async with client.stream("POST", "/v1/completions", json=body) as res:
+        prompt, stages = await parts.prompt_ids(q)
+        t_gen = time.perf_counter()
+        async with client.stream("POST", "/v1/completions", json=completion_body(cfg, prompt, True)) as res:
             res.raise_for_status()
-            return await ttft_of_stream(res, "data: ", t0)
+            first, ms, _ = await read_stream(res, vllm_text, t0)
+        # The first token: from the prompt to the first streamed chunk, through vLLM's HTTP server.
+        return with_rest(ms, {**stages, "first_token": first - (t_gen - t0) * 1000})
 
-    async def query(q: str) -> float:
+    async def query(q: str) -> Sample:
         t0 = time.perf_counter()
-        body = completion_body(cfg, await parts.prompt_ids(q), stream=False)
+        prompt, _ = await parts.prompt_ids(q)
+        body = completion_body(cfg, prompt, stream=False)
         (await client.post("/v1/completions", json=body)).raise_for_status()
-        return (time.perf_counter() - t0) * 1000
+        return (time.perf_counter() - t0) * 1000, {}
 
     return {"search": search, "ttft": ttft, "query": query}
 
@@ -294,24 +351,27 @@ async def pool_rate(texts: list[str], concurrency: int, max_replicas: int, wait_
 
 
 def served_calls(client: httpx.AsyncClient, engine: list[dict[str, float]]) -> dict[str, Call]:
-    async def search(q: str) -> float:
+    async def search(q: str) -> Sample:
         t0 = time.perf_counter()
-        (await client.post("/v1/search", json={"query": q, "top_k": TOP_K})).raise_for_status()
-        return (time.perf_counter() - t0) * 1000
+        res = await client.post("/v1/search", json={"query": q, "top_k": TOP_K})
+        res.raise_for_status()
+        return with_rest((time.perf_counter() - t0) * 1000, stage_ms(res.json()["timings"]))
 
-    async def ttft(q: str) -> float:
+    async def ttft(q: str) -> Sample:
         t0 = time.perf_counter()
         body = {"question": q, "top_k": TOP_K, "stream": True}
         async with client.stream("POST", "/v1/query", json=body) as res:
             res.raise_for_status()
-            return await ttft_of_stream(res, "event: delta", t0)
+            _, ms, done = await read_stream(res, ragserve_text, t0)
+        t = done["timings"]  # the router's: first_token is its prompt -> first token, through the handle
+        return with_rest(ms, {**stage_ms(t, t["prompt_ms"]), "first_token": t["ttft_ms"]})
 
-    async def query(q: str) -> float:
+    async def query(q: str) -> Sample:
         t0 = time.perf_counter()
         res = await client.post("/v1/query", json={"question": q, "top_k": TOP_K})
         res.raise_for_status()
         engine.append(res.json()["timings"])
-        return (time.perf_counter() - t0) * 1000
+        return (time.perf_counter() - t0) * 1000, {}
 
     return {"search": search, "ttft": ttft, "query": query}
 
@@ -371,6 +431,12 @@ async def all_rows(
         k: round(float(np.median([t[k] for t in engine if k in t])), 1) for k in keys
     }
     return out
+
+
+def stage_gap(served: dict[str, Any], bare: dict[str, Any]) -> dict[str, float]:
+    """Served minus bare, stage by stage (p50s): where a concurrency-1 row's overhead sits."""
+    s, b = served["stages_p50_ms"], bare["stages_p50_ms"]
+    return {k: round(s[k] - b[k], 1) for k in s}
 
 
 def main() -> None:
@@ -449,6 +515,7 @@ def main() -> None:
         "embedder_pool_ratio": pair(
             "ratio", s["pool"]["texts_per_s"], sweep[best], round(s["pool"]["texts_per_s"] / sweep[best], 3)
         ),
+        "stage_gap_ms_p50": {row: stage_gap(s[row], b[row]) for row in ("search_c1", "ttft_c1")},
         "raw_encode_texts_per_s_by_batch": sweep,
         "served": served,
         "bare": bare,
