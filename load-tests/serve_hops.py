@@ -5,6 +5,7 @@ actor call. Serve's mode comes from the environment Ray starts with, so run it o
     .venv/bin/python load-tests/serve_hops.py                      # Serve's defaults: the Python proxy
     RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1 .venv/bin/python load-tests/serve_hops.py
     ... --no-access-log                                             # replicas without Serve's access log
+    ... --pause-ms 50                                               # replicas idle between requests
 
 Results: load-tests/RESULTS.md, "HAProxy ingress".
 """
@@ -69,6 +70,12 @@ def main() -> None:
     )
     parser.add_argument("--no-access-log", action="store_true", help="replicas without Serve's access log")
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=0.0,
+        help="idle time between requests (a RAG request keeps each replica idle for most of its span)",
+    )
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     actor = Actor.remote()  # type: ignore[attr-defined]
@@ -78,7 +85,7 @@ def main() -> None:
         t = time.perf_counter()
         ray.get(actor.f.remote(1))
         ms.append(1000 * (time.perf_counter() - t))
-    print(machine())
+    print(machine(), f"pause between requests {args.pause_ms:g} ms" if args.pause_ms else "")
     print(f"ray actor call from the driver: p50 {statistics.median(ms):.2f} ms")
     logging = {"enable_access_log": not args.no_access_log}
     echo = serve.deployment(logging_config=logging)(Echo)
@@ -91,6 +98,7 @@ def main() -> None:
                 client.get(path).raise_for_status()
             ms, inner = [], []
             for _ in range(args.n):
+                time.sleep(args.pause_ms / 1000)
                 t = time.perf_counter()
                 res = client.get(path)
                 ms.append(1000 * (time.perf_counter() - t))
