@@ -363,7 +363,7 @@ def served_calls(client: httpx.AsyncClient, engine: list[dict[str, float]]) -> d
         async with client.stream("POST", "/v1/query", json=body) as res:
             res.raise_for_status()
             _, ms, done = await read_stream(res, ragserve_text, t0)
-        t = done["timings"]  # the router's: first_token is its prompt -> first token, through the handle
+        t = done["timings"]  # the router's: first_token is its Generator call -> first token
         return with_rest(ms, {**stage_ms(t, t["prompt_ms"]), "first_token": t["ttft_ms"]})
 
     async def query(q: str) -> Sample:
