@@ -22,6 +22,7 @@ from ragserve.config import AppConfig, load_config
 from ragserve.ingest.distributed import ingest_on_ray
 from ragserve.ingest.pipeline import IngestError, Ingestor, IngestReport
 from ragserve.store.milvus import MilvusStore
+from tests.conftest import copy_subset
 
 pytestmark = pytest.mark.slow
 FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "vector"]
@@ -80,6 +81,18 @@ def comparable(report: IngestReport) -> dict[str, object]:
     return {k: v for k, v in report.as_dict().items() if k not in ("seconds", "chunks_per_s")}
 
 
+@pytest.fixture(scope="module")
+def reference(
+    encoder, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[IngestReport, dict[str, dict[str, Any]]]:
+    """The local ingest of the unedited subset, and its rows: what every faulty or remote run must equal.
+    Ingested once for the module (encoding is most of an ingest's time)."""
+    work = tmp_path_factory.mktemp("reference")
+    cfg = config(work / "home")
+    report = local(cfg, encoder, copy_subset(corpus_dir, work / "docs"))
+    return report, rows(cfg)
+
+
 def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Path, tmp_path: Path) -> None:
     (corpus_subset / "broken.md").write_bytes(b"not\x00text")
     here, there = config(tmp_path / "local"), config(tmp_path / "ray")
@@ -120,7 +133,7 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
     assert_same_collection(rows(here), rows(there))
 
 
-def test_ray_ingest_reads_object_storage(ray_cluster, encoder, corpus_subset: Path, tmp_path: Path) -> None:
+def test_ray_ingest_reads_object_storage(ray_cluster, reference, corpus_subset: Path, tmp_path: Path) -> None:
     """s3:// through pyarrow.fs, from moto's S3 server on 127.0.0.1 (a real S3 API over HTTP): the same
     collection as the local ingest of the same files; a prefix with nothing under it, a bad URI and one
     without a bucket are clear errors that do not echo the credentials."""
@@ -141,11 +154,11 @@ def test_ray_ingest_reads_object_storage(ray_cluster, encoder, corpus_subset: Pa
         pafs.copy_files(str(corpus_subset), "docs/corpus", destination_filesystem=s3)
         # Credentials in the URI's user part reach every Ray worker with it (env vars work as well).
         uri = "s3://k:s@docs/corpus?" + "&".join(f"{k}={v}" for k, v in endpoint.items())
-        here, there = config(tmp_path / "local"), config(tmp_path / "s3")
+        there = config(tmp_path / "s3")
         from_s3 = ingest_on_ray(there, uri)
-        assert comparable(from_s3) == comparable(local(here, encoder, corpus_subset))
+        assert comparable(from_s3) == comparable(reference[0])
         assert from_s3.chunks_new > 50
-        assert_same_collection(rows(here), rows(there))
+        assert_same_collection(reference[1], rows(there))
         with pytest.raises(IngestError, match="does not exist") as missing:
             ingest_on_ray(there, uri.replace("/corpus?", "/nothing?"))
         with pytest.raises(IngestError, match=r"cannot list .*'bogus'") as bad:
@@ -174,10 +187,9 @@ def embedding_actor_pids() -> list[int]:
 
 
 def test_killed_embedding_actor_is_restarted_and_the_job_finishes(
-    ray_cluster, encoder, corpus_subset: Path, tmp_path: Path
+    ray_cluster, reference, corpus_subset: Path, tmp_path: Path
 ) -> None:
-    clean, faulty = config(tmp_path / "clean"), config(tmp_path / "faulty")
-    local(clean, encoder, corpus_subset)
+    faulty = config(tmp_path / "faulty")
     killed: list[tuple[int, int]] = []  # (pid, chunks written when it was killed)
     lock = threading.Lock()
 
@@ -193,13 +205,12 @@ def test_killed_embedding_actor_is_restarted_and_the_job_finishes(
     report = ingest_on_ray(faulty, corpus_subset, progress=kill_once)
     assert killed and 0 < killed[0][1] < report.chunks_written
     print(f"killed embedding actor pid {killed[0][0]} after {killed[0][1]}/{report.chunks_written} chunks")
-    assert_same_collection(rows(clean), rows(faulty))
+    assert_same_collection(reference[1], rows(faulty))
     assert not report.files_failed
 
 
-def test_killed_driver_is_completed_by_the_next_run(encoder, corpus_subset: Path, tmp_path: Path) -> None:
-    clean, crash_home = config(tmp_path / "clean"), tmp_path / "crash"
-    local(clean, encoder, corpus_subset)
+def test_killed_driver_is_completed_by_the_next_run(reference, corpus_subset: Path, tmp_path: Path) -> None:
+    crash_home = tmp_path / "crash"
     env = {
         **os.environ,
         "RAGSERVE_HOME": str(crash_home),
@@ -219,7 +230,7 @@ def test_killed_driver_is_completed_by_the_next_run(encoder, corpus_subset: Path
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
     partial = rows_when_released(config(crash_home))
-    total = len(rows(clean))
+    total = len(reference[1])
     assert 0 < len(partial) < total
 
     done = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=600)
@@ -228,4 +239,4 @@ def test_killed_driver_is_completed_by_the_next_run(encoder, corpus_subset: Path
     rewritten = rerun["chunks_new"] + rerun["chunks_updated"]
     print(f"partial {len(partial)}/{total} chunks, the rerun wrote {rewritten}")
     assert rerun["files_unchanged"] + rerun["files_written"] == rerun["files"]
-    assert_same_collection(rows(clean), rows(config(crash_home)))  # nothing missing, no duplicates
+    assert_same_collection(reference[1], rows(config(crash_home)))  # nothing missing, no duplicates

@@ -15,7 +15,9 @@ class DocumentEncoder(Protocol):
     """What ingestion needs: the model's identity and dimension, and a batch document encoder."""
 
     model_name: str
-    dim: int
+
+    @property
+    def dim(self) -> int: ...
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 

@@ -54,4 +54,7 @@ class LiteOwner:
             server.stop()
 
     def __del__(self) -> None:
-        self.stop()
+        # Also runs when the ActorClass that ``ray.remote(LiteOwner)`` derives from this class is collected:
+        # that object never ran __init__ (no ``server``), and must not print an error on the way out.
+        if getattr(self, "server", None) is not None:
+            self.stop()
