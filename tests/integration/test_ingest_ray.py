@@ -26,8 +26,10 @@ from tests.conftest import copy_subset
 
 pytestmark = pytest.mark.slow
 FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "vector"]
-# Small batches: many blocks, so a fault lands midway through the writes.
-SMALL = {"ingest": {"ray": {"embed_batch_size": 16}}, "store": {"write_batch_size": 16}}
+# Small batches: many blocks, so a fault lands midway through the writes. One embedding actor: on 2 cores a
+# second one spends its model load competing with the first for a job this size (the identity test has two).
+SMALL = {"ingest": {"ray": {"embed_batch_size": 16, "embed_actors": 1}}, "store": {"write_batch_size": 16}}
+TWO_ACTORS = {"ingest": {"ray": {"embed_batch_size": 16, "embed_actors": 2}}}
 
 
 def config(home: Path, **extra: Any) -> AppConfig:
@@ -95,7 +97,7 @@ def reference(
 
 def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Path, tmp_path: Path) -> None:
     (corpus_subset / "broken.md").write_bytes(b"not\x00text")
-    here, there = config(tmp_path / "local"), config(tmp_path / "ray")
+    here, there = config(tmp_path / "local"), config(tmp_path / "ray", **TWO_ACTORS)
 
     first_local, first_ray = local(here, encoder, corpus_subset), ingest_on_ray(there, corpus_subset)
     assert comparable(first_ray) == comparable(first_local)
@@ -215,6 +217,7 @@ def test_killed_driver_is_completed_by_the_next_run(reference, corpus_subset: Pa
         **os.environ,
         "RAGSERVE_HOME": str(crash_home),
         "RAGSERVE__INGEST__RAY__EMBED_BATCH_SIZE": "16",
+        "RAGSERVE__INGEST__RAY__EMBED_ACTORS": "1",
         "RAGSERVE__STORE__WRITE_BATCH_SIZE": "16",
     }
     cmd = [sys.executable, "-m", "ragserve.cli", "ingest", str(corpus_subset), "--ray"]
