@@ -258,26 +258,32 @@ class RagPipeline:
             async for event in self._not_covered(found.hits, timings, started):
                 yield event
             return
-        yield Retrieved(found.hits, dict(timings), built.dropped)
         t_gen = time.perf_counter()
+        # Submitted before the sources go out: the engine prefills while the caller writes them.
+        deltas = await self.generator.submit(built.token_ids, sampling, req.request_id)
         ttft_ms: float | None = None
         completion_tokens, finish = 0, None
         engine: dict[str, float] = {}
-        # The span stays open across the yields: it ends with the last delta, as the generation does.
-        with stage("generate", prompt_tokens=len(built.token_ids)) as span:
-            async for delta in self.generator.generate(built.token_ids, sampling, req.request_id):
-                if ttft_ms is None and delta.completion_tokens:
-                    ttft_ms = _ms(t_gen)
-                    metrics.TTFT.observe(time.perf_counter() - started)
-                    span.add_event("first_token", {"ttft_ms": ttft_ms})
-                if delta.engine_ttft_s is not None:
-                    engine["ttft"] = delta.engine_ttft_s
-                if delta.engine_total_s is not None:
-                    engine["generate"] = delta.engine_total_s
-                completion_tokens, finish = delta.completion_tokens, delta.finish_reason
-                if delta.text:
-                    yield Delta(delta.text)
-            span.set_attribute("completion_tokens", completion_tokens)
+        try:
+            yield Retrieved(found.hits, dict(timings), built.dropped)
+            # Entered after the yield above (which returns to another task): a span is entered and left in
+            # one task. It stays open across the yields below and ends with the last delta.
+            with stage("generate", prompt_tokens=len(built.token_ids)) as span:
+                async for delta in deltas:
+                    if ttft_ms is None and delta.completion_tokens:
+                        ttft_ms = _ms(t_gen)
+                        metrics.TTFT.observe(time.perf_counter() - started)
+                        span.add_event("first_token", {"ttft_ms": ttft_ms})
+                    if delta.engine_ttft_s is not None:
+                        engine["ttft"] = delta.engine_ttft_s
+                    if delta.engine_total_s is not None:
+                        engine["generate"] = delta.engine_total_s
+                    completion_tokens, finish = delta.completion_tokens, delta.finish_reason
+                    if delta.text:
+                        yield Delta(delta.text)
+                span.set_attribute("completion_tokens", completion_tokens)
+        finally:
+            await deltas.aclose()  # aborts the request if the caller stopped reading
         timings.update(generate_ms=_ms(t_gen), ttft_ms=ttft_ms or 0.0, total_ms=_ms(started))
         _engine_share(timings, engine)
         usage = {

@@ -15,13 +15,15 @@ Tensor / pipeline parallelism stays in the engine args (``engine_kwargs``); plac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ragserve.config import GeneratorConfig, SamplingConfig
 from ragserve.generator.coalesce import coalesce
 from ragserve.generator.engine import GenerationDelta, GeneratorError, VLLMGenerator
+
+T = TypeVar("T")
 
 
 def placement(cfg: GeneratorConfig) -> dict[str, Any]:
@@ -77,8 +79,10 @@ class GeneratorDeployment:
 class RemoteGenerator:
     """The TextGenerator interface over a handle to GeneratorDeployment (used by the router).
 
-    The first delta must arrive within ``first_token_timeout_s``: while the only replica is dead or
-    restarting, requests fail fast with GeneratorError (503) instead of waiting for the request timeout.
+    ``submit`` returns once Serve has sent the request to a replica, so the router writes the sources while
+    the engine prefills. The first delta must arrive within ``first_token_timeout_s`` of the submit: while
+    the only replica is dead or restarting, requests fail fast with GeneratorError (503) instead of waiting
+    for the request timeout.
     """
 
     def __init__(self, handle: Any, model_name: str, first_token_timeout_s: float = 30.0):
@@ -86,27 +90,60 @@ class RemoteGenerator:
         self.model_name = model_name
         self.first_token_timeout_s = first_token_timeout_s
 
-    async def generate(
+    async def submit(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
-    ) -> AsyncIterator[GenerationDelta]:
-        from ray.exceptions import RayActorError
-
+    ) -> RemoteDeltas:
         stream = self.handle.generate.remote(prompt_token_ids, sampling.model_dump(), request_id)
+        deadline = asyncio.get_running_loop().time() + self.first_token_timeout_s
         try:
-            try:
-                first = await asyncio.wait_for(anext(stream), self.first_token_timeout_s)
-            except TimeoutError:
-                raise GeneratorError(
-                    f"no token within {self.first_token_timeout_s:.0f} s (generator restarting or overloaded)"
-                ) from None
-            except StopAsyncIteration:
-                return
-            except RayActorError as err:
-                raise GeneratorError(f"generator replica died: {err}") from None
-            for delta in first:  # each handle item is a batch of deltas (coalesced by the replica)
+            await _within(sent_to_replica(stream), deadline, self.first_token_timeout_s)
+        except BaseException:
+            stream.cancel()
+            raise
+        return RemoteDeltas(stream, deadline, self.first_token_timeout_s)
+
+
+async def sent_to_replica(stream: Any) -> None:
+    """Wait until Serve has chosen a replica and sent it the request. Without this the send runs only when
+    the router next yields to its event loop, which is after the sources are written. Serve 2.60 has no
+    public call for it: ``_fetch_future_result_async`` is what its own ``__anext__`` awaits first (a unit
+    test pins it to the installed Ray)."""
+    await stream._fetch_future_result_async()
+
+
+async def _within(work: Awaitable[T], deadline: float, timeout_s: float) -> T:
+    """``work`` by the first token's ``deadline`` (loop time), else GeneratorError, as for a dead replica."""
+    from ray.exceptions import RayActorError
+
+    try:
+        return await asyncio.wait_for(work, max(0.0, deadline - asyncio.get_running_loop().time()))
+    except TimeoutError:
+        raise GeneratorError(
+            f"no token within {timeout_s:.0f} s (generator restarting or overloaded)"
+        ) from None
+    except RayActorError as err:
+        raise GeneratorError(f"generator replica died: {err}") from None
+
+
+class RemoteDeltas:
+    """The deltas of a request sent to a replica: each handle item is a batch (coalesced by the replica).
+    ``aclose`` cancels the request, read or not: Serve cancels the replica's generator and vLLM aborts."""
+
+    def __init__(self, stream: Any, deadline: float, first_token_timeout_s: float):
+        self._stream = stream
+        self._deadline = deadline
+        self._timeout_s = first_token_timeout_s
+
+    async def __aiter__(self) -> AsyncIterator[GenerationDelta]:
+        try:
+            first = await _within(anext(self._stream), self._deadline, self._timeout_s)
+        except StopAsyncIteration:
+            return
+        for delta in first:
+            yield delta
+        async for batch in self._stream:
+            for delta in batch:
                 yield delta
-            async for batch in stream:
-                for delta in batch:
-                    yield delta
-        finally:
-            stream.cancel()  # no-op when finished; aborts the engine request when the client left
+
+    async def aclose(self) -> None:
+        self._stream.cancel()  # a no-op once the stream is finished

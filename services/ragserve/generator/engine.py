@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,12 +36,24 @@ class GenerationDelta:
     engine_total_s: float | None = None
 
 
+class DeltaStream(Protocol):
+    """The deltas of one submitted request. ``aclose`` releases it whether or not it was read: an unfinished
+    request is aborted."""
+
+    def __aiter__(self) -> AsyncIterator[GenerationDelta]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class TextGenerator(Protocol):
     model_name: str
 
-    def generate(
+    async def submit(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
-    ) -> AsyncIterator[GenerationDelta]: ...
+    ) -> DeltaStream:
+        """Hand the request to the engine side and return before its first token (GeneratorError when no
+        engine takes it): the caller can do other work, such as sending the sources, while it prefills."""
+        ...
 
 
 def resolve_model(cfg: GeneratorConfig, cache_dir: Path) -> str:
@@ -129,9 +141,15 @@ class VLLMGenerator:
     def get_tokenizer(self) -> Any:
         return self.engine.get_tokenizer()
 
+    async def submit(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
+    ) -> AsyncGenerator[GenerationDelta, None]:
+        """In-process there is no hop to wait for: the engine takes the request at the first read."""
+        return self.generate(prompt_token_ids, sampling, request_id)
+
     async def generate(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str | None = None
-    ) -> AsyncIterator[GenerationDelta]:
+    ) -> AsyncGenerator[GenerationDelta, None]:
         from vllm.inputs import TokensPrompt
 
         engine = self.engine
