@@ -29,7 +29,7 @@ FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "vector"]
 # Small batches: many blocks, so a fault lands midway through the writes. One embedding actor: on 2 cores a
 # second one spends its model load competing with the first for a job this size (the identity test has two).
 SMALL = {"ingest": {"ray": {"embed_batch_size": 16, "embed_actors": 1}}, "store": {"write_batch_size": 16}}
-TWO_ACTORS = {"ingest": {"ray": {"embed_batch_size": 16, "embed_actors": 2}}}
+TWO_ACTORS = {"ingest": {"ray": {**SMALL["ingest"]["ray"], "embed_actors": 2}}}
 
 
 def config(home: Path, **extra: Any) -> AppConfig:
@@ -216,9 +216,8 @@ def test_killed_driver_is_completed_by_the_next_run(reference, corpus_subset: Pa
     env = {
         **os.environ,
         "RAGSERVE_HOME": str(crash_home),
-        "RAGSERVE__INGEST__RAY__EMBED_BATCH_SIZE": "16",
-        "RAGSERVE__INGEST__RAY__EMBED_ACTORS": "1",
-        "RAGSERVE__STORE__WRITE_BATCH_SIZE": "16",
+        **{f"RAGSERVE__INGEST__RAY__{k.upper()}": str(v) for k, v in SMALL["ingest"]["ray"].items()},
+        "RAGSERVE__STORE__WRITE_BATCH_SIZE": str(SMALL["store"]["write_batch_size"]),
     }
     cmd = [sys.executable, "-m", "ragserve.cli", "ingest", str(corpus_subset), "--ray"]
     proc = subprocess.Popen(
