@@ -122,8 +122,8 @@ def test_the_installed_serve_has_the_call_submit_waits_on() -> None:
     assert asyncio.iscoroutinefunction(DeploymentResponseGenerator._fetch_future_result_async)
 
 
-class OneHitRetriever:
-    """Retrieval that always finds one covering chunk (the pipeline's other side, not under test here)."""
+class CoveringRetriever:
+    """Retrieval that always says the question is covered (the pipeline's other side, not under test)."""
 
     async def search(self, *_: Any) -> Any:
         from ragserve.rag import SearchResult
@@ -148,7 +148,7 @@ def test_the_pipeline_submits_before_the_sources_and_cancels_a_request_whose_rea
 
     response = ScriptedResponse([[delta("x", 1)]], token_s=60)
     generator = RemoteGenerator(ScriptedHandle(response), "tiny", first_token_timeout_s=5)
-    pipeline = RagPipeline(OneHitRetriever(), generator, IdsPrompt(), 1, "not covered")
+    pipeline = RagPipeline(CoveringRetriever(), generator, IdsPrompt(), 1, "not covered")
 
     async def main() -> None:
         events = pipeline.stream(RagRequest("question?", SamplingConfig()))
