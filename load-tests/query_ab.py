@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from harness import machine, served_app
-from overhead import TOP_K, covered_questions
+from overhead import Row, covered_questions, served_calls
 
 PORT = 8782
 
@@ -31,36 +29,20 @@ PORT = 8782
 async def measure(
     base: str, qs: list[str], rounds: int, per_round: int, c: int, streams: int
 ) -> dict[str, Any]:
+    """`make overhead`'s served calls and rows (overhead.py), so both compare the same requests."""
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        calls = served_calls(client, engine=[])
         for q in qs[:3]:  # warm-up
-            (await client.post("/v1/query", json={"question": q, "top_k": TOP_K})).raise_for_status()
-        sem = asyncio.Semaphore(c)
-
-        async def one(i: int) -> None:
-            async with sem:
-                res = await client.post("/v1/query", json={"question": qs[i % len(qs)], "top_k": TOP_K})
-                res.raise_for_status()
-
+            await calls["query"](q)
         rps = []
         for r in range(rounds):
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one(r * per_round + i) for i in range(per_round)))
-            rps.append(round(per_round / (time.perf_counter() - t0), 2))
-        ttft = []
-        for i in range(streams):
-            body = {"question": qs[i % len(qs)], "top_k": TOP_K, "stream": True}
-            t0 = time.perf_counter()
-            first, event = None, None
-            async with client.stream("POST", "/v1/query", json=body) as res:
-                res.raise_for_status()
-                async for line in res.aiter_lines():
-                    if line.startswith("event: "):
-                        event = line[len("event: ") :]
-                    elif line.startswith("data: ") and event == "delta" and first is None:
-                        first = (time.perf_counter() - t0) * 1000
-            if first is not None:
-                ttft.append(first)
-    return {"rps": rps, "ttft_p50_ms": round(float(np.median(ttft)), 1), "ttft_n": len(ttft)}
+            row = Row()
+            await row.measure(calls["query"], qs, r * per_round, per_round, c)
+            rps.append(row.summary()["rps"])
+        ttft = Row()
+        await ttft.measure(calls["ttft"], qs, 0, streams, 1)
+        first = ttft.summary()
+    return {"rps": rps, "ttft_p50_ms": first["p50_ms"], "ttft_n": first["n"]}
 
 
 def main() -> None:
