@@ -1,18 +1,20 @@
-"""GPU variant of bench.py: CUDA vLLM (tensor_parallel_size 1) serving a small Llama generated locally, the
-encoder on the GPU too; the same four side-by-side measurements. Exits 0 with "skipped" without CUDA.
+"""GPU variant of bench.py and overhead.py: CUDA vLLM (tensor_parallel_size 1) serving a small Llama generated
+locally, the encoder on the GPU too; the same side-by-side measurements. Exits 0 with "skipped" without CUDA.
 
 The model is the generator's tiny Llama recipe (random weights, locally trained tokenizer, Llama 3 chat
 template; see services/ragserve/generator/tiny_model.py) at larger dimensions (GPU_SPEC, ~90M parameters),
 so the GPU does measurable work per token; nothing is downloaded. Needs the CUDA build of vLLM
 (`RAGSERVE_EXTRA=gpu scripts/install.sh`); CI never runs it.
 
-    .venv/bin/python load-tests/bench_gpu.py [bench.py options]     # writes results/bench-gpu.json
+    .venv/bin/python load-tests/bench_gpu.py [bench.py options]              # -> results/bench-gpu.json
+    .venv/bin/python load-tests/bench_gpu.py overhead [overhead.py options]  # -> results/overhead-gpu.json
 
 Settings already in the environment win over GPU_SETTINGS (tests/gpu uses that to keep its run short).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -35,9 +37,13 @@ GPU_SETTINGS = {
     "RAGSERVE__GENERATOR__ENFORCE_EAGER": "false",  # CUDA graphs, as in production
     "RAGSERVE__GENERATOR__MAX_NUM_SEQS": "64",
     "RAGSERVE__GENERATOR__MAX_NUM_BATCHED_TOKENS": "8192",
-    # The in-process engine, the served one and the raw server run one after another, never together.
+    # bench.py runs its engines one after another; overhead.py runs the served engine and the raw server side
+    # by side on one GPU, next to the encoders: two engines at 0.4 leave room for both.
     "RAGSERVE__GENERATOR__GPU_MEMORY_UTILIZATION": "0.4",
     "RAGSERVE__EMBEDDER__DEVICE": "cuda",
+    # Forward passes of 64 texts, as production.yaml's. The local profile's 8 (right for CPU) capped the
+    # pool on an H200 at raw encode's batch-8 rate (load-tests/RESULTS.md, "On one H200").
+    "RAGSERVE__EMBEDDER__BATCH_SIZE": "64",
 }
 
 
@@ -57,10 +63,9 @@ def gpu_model(cache_dir: Path) -> Path:
         return tiny_model.ensure_tiny_llama(cache_dir / "gpu-llama")
 
 
-def main() -> int:
-    if not cuda_available():
-        print("skipped: no CUDA device (torch.cuda.is_available() is False)")
-        return 0
+def apply_gpu_settings() -> None:
+    """GPU_SETTINGS and the generated GPU model into this process's environment (settings already there
+    win); every phase and process started afterwards reads its config from there."""
     from ragserve.config import load_config
 
     model = gpu_model(load_config().cache_dir)
@@ -70,11 +75,22 @@ def main() -> int:
         "RAGSERVE__GENERATOR__SERVED_MODEL_NAME": "gpu-llama",
     }.items():
         os.environ.setdefault(key, value)
-    import bench
 
+
+# The script run, and where its report goes unless --out is given.
+SCRIPTS = {"bench": "bench-gpu.json", "overhead": "overhead-gpu.json"}
+
+
+def main() -> int:
+    script = sys.argv.pop(1) if len(sys.argv) > 1 and sys.argv[1] in SCRIPTS else "bench"
+    if not cuda_available():
+        print("skipped: no CUDA device (torch.cuda.is_available() is False)")
+        return 0
+    apply_gpu_settings()
+    module = importlib.import_module(script)
     if "--out" not in sys.argv:
-        sys.argv += ["--out", str(bench.RESULTS / "bench-gpu.json")]
-    bench.main()
+        sys.argv += ["--out", str(module.RESULTS / SCRIPTS[script])]
+    module.main()
     return 0
 
 
