@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RAGSERVE_SHARED_DIR", REPO.parent / "shared"))  # corpus and eval set
+SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))  # corpus and eval set
 CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
 EVAL = SHARED / "eval" / "dev.jsonl"
 

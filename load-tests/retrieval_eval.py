@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import CORPUS, machine
+from harness import CORPUS, EVAL, machine
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-EVAL_FILES = {"dev": REPO.parent / "shared" / "eval" / "dev.jsonl", "own": REPO / "eval" / "questions.jsonl"}
+EVAL_FILES = {"dev": EVAL, "own": REPO / "eval" / "questions.jsonl"}
 VARIANTS = {
     "walkthrough": {
         "RAGSERVE__INGEST__CHUNKER": "recursive",

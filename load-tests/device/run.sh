@@ -15,7 +15,7 @@ ls -l /tmp/parts | tail -n +2
 (cd /tmp/parts && sha256sum -c sums.txt) || { echo "parts missing or corrupt: the machine went cold?"; exit 3; }
 mkdir -p /tmp/site && cat /tmp/parts/part.* | xz -d -T0 | tar -x -C /tmp/site || exit 4
 export PYTHONPATH=/tmp/site:$PWD/services:$PWD/load-tests PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-export RAGSERVE_HOME=/tmp/ragserve-home RAGSERVE_SHARED_DIR=$PWD/shared  # shared/: corpus + eval, carried
+export RAGSERVE_HOME=/tmp/ragserve-home RAGSERVE_SHARED=$PWD/shared  # shared/: corpus + eval, carried
 # pack.sh leaves flashinfer out. For the short lease: eager engines start faster (both sides run the same
 # engine arguments), and the Embedder pool starts at its autoscaled maximum.
 export VLLM_USE_FLASHINFER_SAMPLER=0 RAGSERVE__GENERATOR__ENFORCE_EAGER=${EAGER:-true}
