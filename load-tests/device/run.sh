@@ -6,6 +6,9 @@
 #
 #   bash load-tests/device/run.sh PARTS_DIR          # store the parts carried in this call
 #   bash load-tests/device/run.sh PARTS_DIR run      # ... and run (the last call also carries sums.txt)
+#
+# The data travels as the checkout's shared/ folder (git-excluded here): a copy of ../shared/eval and of
+# ../shared/corpus/milvus-docs/site/en/reference under the same paths.
 set -uo pipefail
 PARTS=${1:?usage: run.sh PARTS_DIR [run]}
 mkdir -p /tmp/parts
