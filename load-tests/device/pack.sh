@@ -4,9 +4,11 @@
 #
 #   IMAGE_PKGS=names.txt load-tests/device/pack.sh OUT_DIR [PART_MB]
 #
-# IMAGE_PKGS names the Python packages the machine already has, one per line: they are left out (its torch
-# among them, so vLLM must be the release built against that torch: VLLM, TORCH). ragserve's other needs come
-# from pyproject.toml. Needs a CPython of the machine's minor version (PY, 3.12 here) and xz.
+# IMAGE_PKGS names the Python packages the machine already has, one per line (there: `python3 -m pip list
+# --format=freeze | cut -d= -f1`): they are left out, its torch among them, so vLLM must be the release
+# built against that torch (VLLM, TORCH). ragserve's other needs come from pyproject.toml. Needs a CPython
+# of the machine's minor version (PY, 3.12 here), xz, and this repo's .venv (scripts/install.sh) for the
+# fp16 copy of the encoder.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:?usage: pack.sh OUT_DIR [PART_MB]}
