@@ -10,12 +10,14 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # load-tests/
 from bench_gpu import apply_gpu_settings
 
 
-async def stream(generator, sampling) -> None:  # type: ignore[no-untyped-def]
+async def stream(generator: Any, sampling: Any) -> None:
+    """One request through ``submit``, as the pipeline sends it; prints each delta."""
     async for delta in await generator.submit([1, 5, 9, 33, 70], sampling):
         print("delta", repr(delta.text), delta.completion_tokens, delta.engine_ttft_s, flush=True)
 
