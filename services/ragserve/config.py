@@ -249,8 +249,8 @@ class GeneratorConfig(_Section):
         20.0,
         ge=0,
         le=1000,
-        description="Deltas after the first are coalesced for up to this long into one item crossing the "
-        "Generator -> Router handle (the first token never waits; 0 = one item per delta).",
+        description="Deltas after the first with text are coalesced for up to this long into one item "
+        "crossing the Generator -> Router handle (the first text never waits; 0 = one item per delta).",
     )
     stream_max_deltas: int = Field(
         16, ge=1, le=4096, description="At most this many deltas in one coalesced handle item."

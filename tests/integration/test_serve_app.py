@@ -247,12 +247,14 @@ def test_api_keys_and_body_limit(served) -> None:
 
 
 def test_generator_coalesces_deltas_into_fewer_handle_items(served) -> None:
-    """Per-token hops vs coalesced batches over the real Generator handle: same text and usage, the first
-    delta alone in its item, and several times fewer items."""
+    """Per-token hops vs coalesced batches over the real Generator handle: same text and usage, the deltas up
+    to the first with text each alone in its item, and several times fewer items."""
     from ray import serve
 
     generator = serve.get_deployment_handle("Generator", APP).options(stream=True)
-    prompt = list(range(10, 60))
+    # The tiny model's first greedy token after these ids decodes to no text yet (part of a character):
+    # the text after it must not wait for the interval either.
+    prompt = list(range(40, 90))
     greedy = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 48}
 
     def run(interval_ms: float) -> list[list[Any]]:
@@ -264,7 +266,8 @@ def test_generator_coalesces_deltas_into_fewer_handle_items(served) -> None:
     assert "".join(d.text for d in flat) == "".join(b[0].text for b in per_delta)
     assert flat[-1].completion_tokens == per_delta[-1][0].completion_tokens == 48
     assert flat[-1].finish_reason == per_delta[-1][0].finish_reason
-    assert len(coalesced[0]) == 1  # the first token never waits for the interval
+    assert per_delta[0][0].text == "" and per_delta[1][0].text  # the premise: a textless first token
+    assert [len(batch) for batch in coalesced[:2]] == [1, 1]  # the first text never waits for the interval
     assert len(coalesced) * 3 <= len(per_delta), (len(coalesced), len(per_delta))
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from ragserve.generator.coalesce import coalesce
+
+T = TypeVar("T")
 
 
 async def ticking(n: int, every_s: float, log: list[str] | None = None) -> AsyncIterator[int]:
@@ -18,11 +21,11 @@ async def ticking(n: int, every_s: float, log: list[str] | None = None) -> Async
             log.append("closed")  # what VLLMGenerator.generate does here: abort the engine request
 
 
-async def collect(items: AsyncIterator[list[int]]) -> list[list[int]]:
+async def collect(items: AsyncIterator[list[T]]) -> list[list[T]]:
     return [batch async for batch in items]
 
 
-async def released(queue: asyncio.Queue[int | None]) -> AsyncIterator[int]:
+async def released(queue: asyncio.Queue[T | None]) -> AsyncIterator[T]:
     """Items as the test releases them (None ends the stream): no sleeps, no timing in the assertions."""
     while (item := await queue.get()) is not None:
         yield item
@@ -44,6 +47,25 @@ def test_first_alone_then_a_batch_closed_by_the_timer_not_by_the_next_arrival() 
         return got
 
     assert asyncio.run(scenario()) == [[0], [1, 2], [3]]
+
+
+def test_items_that_do_not_open_the_stream_go_alone_until_one_does() -> None:
+    """A first token with no text yet (part of a character) must not start the interval: the text after it
+    would wait for the timer."""
+
+    async def scenario() -> list[list[str]]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        stream = coalesce(released(queue), 10.0, 100, opens=bool)
+        got = []
+        for item in ("", "", "a"):  # each hangs (10 s interval) if it waited for company
+            queue.put_nowait(item)
+            got.append(await asyncio.wait_for(anext(stream), 5))
+        for item in ("b", "", "c", None):
+            queue.put_nowait(item)
+        got += await collect(stream)
+        return got
+
+    assert asyncio.run(scenario()) == [[""], [""], ["a"], ["b", "", "c"]]
 
 
 def test_size_cap_and_zero_interval() -> None:

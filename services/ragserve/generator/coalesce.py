@@ -4,20 +4,29 @@ Each item a Serve deployment yields crosses the handle as its own Ray object (se
 a generator that yields per token pays that per token. Batching amortises it; yielding the first item alone
 keeps time-to-first-token unchanged, and a timer (not the next arrival) closes a batch, so a slow token
 never holds the ones before it for longer than the interval.
+
+"First" is the first item that carries something for the reader (``opens``): a token that decodes to no
+text yet (part of a multi-byte character) does not open the stream, so the text after it is not held back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-async def coalesce(items: AsyncIterator[T], interval_s: float, max_items: int) -> AsyncIterator[list[T]]:
-    """Yield ``[first]`` as soon as it arrives, then lists of what arrives within ``interval_s`` of the first
-    item of each list (at most ``max_items`` each). ``interval_s == 0`` yields every item on its own.
+async def coalesce(
+    items: AsyncIterator[T],
+    interval_s: float,
+    max_items: int,
+    opens: Callable[[T], bool] = lambda item: True,
+) -> AsyncIterator[list[T]]:
+    """Yield ``[item]`` as soon as it arrives, up to and including the first item for which ``opens`` is
+    true; then lists of what arrives within ``interval_s`` of the first item of each list (at most
+    ``max_items`` each). ``interval_s == 0`` yields every item on its own.
 
     Closing this generator (the consumer went away) cancels the pending read, so the source's own
     cleanup (an engine abort) runs."""
@@ -43,7 +52,7 @@ async def coalesce(items: AsyncIterator[T], interval_s: float, max_items: int) -
             except StopAsyncIteration:
                 break
             if first or interval_s <= 0:
-                first = False
+                first = not opens(item)
                 yield [item]
                 continue
             if not batch:

@@ -40,6 +40,10 @@ def placement(cfg: GeneratorConfig) -> dict[str, Any]:
     }
 
 
+def has_text(delta: GenerationDelta) -> bool:
+    return bool(delta.text)
+
+
 class GeneratorDeployment:
     def __init__(self, cfg: GeneratorConfig, cache_dir: str):
         self.generator = VLLMGenerator(cfg, Path(cache_dir))
@@ -62,7 +66,9 @@ class GeneratorDeployment:
         cfg = self.generator.cfg
         interval_ms = cfg.stream_interval_ms if stream_interval_ms is None else stream_interval_ms
         deltas = self.generator.generate(prompt_token_ids, params, request_id)
-        async for batch in coalesce(deltas, interval_ms / 1000, cfg.stream_max_deltas):
+        # Until a delta has text (a first token can be part of a character) each one goes alone: the reader's
+        # first text never waits for the interval.
+        async for batch in coalesce(deltas, interval_ms / 1000, cfg.stream_max_deltas, opens=has_text):
             yield batch
 
     async def check_health(self) -> None:
