@@ -18,10 +18,8 @@ import shutil
 from pathlib import Path
 
 from bench import encode_sweep, one_thread_rate, pool_rates, raw_model, torch_threads_in_ray
-from harness import CORPUS, ingest_private, machine, served_app
+from harness import CORPUS, RESULTS, ingest_private, machine, served_app
 from serve_latency import questions
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:

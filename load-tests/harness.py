@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))  # corpus and eval set
 CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
 EVAL = SHARED / "eval" / "dev.jsonl"
+RESULTS = Path(__file__).resolve().parent / "results"  # every script's JSON, logs and profiles
 
 
 def machine() -> str:

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from harness import CORPUS, machine
+from harness import CORPUS, RESULTS, machine
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -66,8 +66,8 @@ from typing import Any
 
 import psutil
 import yaml
+from harness import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
 APP = "ragserve"
 GENERATOR = "Generator"

@@ -34,9 +34,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from harness import CORPUS, EVAL, ingest_private, machine, served_app
+from harness import CORPUS, EVAL, RESULTS, ingest_private, machine, served_app
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_RATES = {"query": [1, 2, 4, 8], "search": [5, 10, 20, 40], "chat-stream": [1, 2, 4, 8]}
 
 

@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import CORPUS, EVAL, machine
+from harness import CORPUS, EVAL, RESULTS, machine
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
 EVAL_FILES = {"dev": EVAL, "own": REPO / "eval" / "questions.jsonl"}
 VARIANTS = {
     "walkthrough": {
