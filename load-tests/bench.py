@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,10 +32,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-from harness import CORPUS, machine, served_app
+from harness import CORPUS, RESULTS, machine, served_app
 from serve_latency import in_process, measure, questions
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PORT, VLLM_PORT = 8779, 8780
 TOP_K = 3
 
@@ -65,15 +65,17 @@ def one_thread_rate(model: Any, texts: list[str], batch_size: int) -> float:
         torch.set_num_threads(threads)
 
 
-def encode_sweep(model: Any, texts: list[str], batch_sizes: list[int]) -> dict[int, float]:
-    """texts/s of ``model.encode`` (normalized) at each batch size, after one untimed warm-up call."""
+def encode_sweep(model: Any, texts: list[str], batch_sizes: list[int], rounds: int = 1) -> dict[int, float]:
+    """texts/s of ``model.encode`` (normalized) at each batch size, after one untimed warm-up call: the
+    median of ``rounds`` passes over ``texts`` (the batch sizes take turns, so drift falls on all)."""
     model.encode(texts[:16], batch_size=16, show_progress_bar=False)
-    sweep = {}
-    for b in batch_sizes:
-        t0 = time.perf_counter()
-        model.encode(texts, batch_size=b, normalize_embeddings=True, show_progress_bar=False)
-        sweep[b] = rate(len(texts), time.perf_counter() - t0)
-    return sweep
+    rates: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    for _ in range(rounds):
+        for b in batch_sizes:
+            t0 = time.perf_counter()
+            model.encode(texts, batch_size=b, normalize_embeddings=True, show_progress_bar=False)
+            rates[b].append(rate(len(texts), time.perf_counter() - t0))
+    return {b: round(statistics.median(r), 1) for b, r in rates.items()}
 
 
 # ---- (d) ingestion --------------------------------------------------------------------------------------
