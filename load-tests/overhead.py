@@ -7,7 +7,7 @@
   query   /v1/query at saturation (concurrency C), requests/s served vs the bare parts;
   pool    the Embedder pool at saturation (64 callers, one text each, through the router's coalescing
           client; measured once the autoscaler has grown the pool to max_replicas) vs raw encode at its
-          best batch.
+          best batch; each side the median of POOL_ROUNDS passes.
 
 The served app and the bare parts run side by side, and each request row alternates between them in
 rounds (bare then served, served then bare, ...): this machine's speed drifts between minutes by as much as
@@ -20,7 +20,9 @@ functions by own samples are written next to the figures.
     .venv/bin/python load-tests/overhead.py [--corpus DIR] [--requests 60] [--concurrency 8]
 
 Writes load-tests/results/overhead.json (keys: ttft_overhead_ms_p50, search_overhead_ms_p50,
-query_rps_ratio, embedder_pool_ratio, each next to the two raw figures it comes from).
+query_rps_ratio, embedder_pool_ratio, each next to the two raw figures it comes from). Beside the two
+concurrency-1 gaps, ``paired_gap_ms_p50`` is the median of served minus bare for the same request (the same
+question), and each concurrency-1 row keeps its requests' latencies and stages (``requests``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,19 +42,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 from bench import encode_sweep, pool_rates, raw_model, vllm_server
-from harness import CORPUS, machine, served_app
+from harness import CORPUS, RESULTS, machine, served_app
 from roles import cpu_window, per_request
 from serve_latency import questions
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PORT = 8781
 TOP_K = 3
 POOL_GROW_S = 120  # at most this long under load for the Embedder pool to reach max_replicas
 C1_ROUNDS = 6  # alternating rounds per concurrency-1 row (A B, B A, ...)
 SATURATION_ROUNDS = 2
+POOL_ROUNDS = 3  # the pool row and raw encode: the median of this many passes over the texts each
 
 
 def stats(ms: list[float], wall_s: float) -> dict[str, float]:
@@ -77,6 +80,7 @@ class Row:
     def __init__(self) -> None:
         self.ms: list[float] = []
         self.stages: dict[str, list[float]] = defaultdict(list)
+        self.by_index: dict[int, dict[str, float]] = {}  # request index -> its latency and stages (ms)
         self.wall = 0.0
         self.cpu: dict[str, float] = defaultdict(float)
         self.outside = 0.0
@@ -88,6 +92,7 @@ class Row:
             async with sem:
                 ms, stages = await call(qs[i % len(qs)])
             self.ms.append(ms)
+            self.by_index[i] = {"ms": round(ms, 2), **stages}
             for stage, value in stages.items():
                 self.stages[stage].append(value)
 
@@ -104,6 +109,7 @@ class Row:
         out = {**stats(self.ms, self.wall), "cpu_ms_per_request": per_request(window, len(self.ms))}
         if self.stages:
             out["stages_p50_ms"] = {k: round(float(np.median(v)), 1) for k, v in self.stages.items()}
+            out["requests"] = {i: self.by_index[i] for i in sorted(self.by_index)}
         return out
 
 
@@ -125,7 +131,10 @@ async def interleaved(
     for r in range(rounds):
         for side in sides if r % 2 == 0 else sides[::-1]:
             await rows[side].measure(calls[side], qs, r * per_round, per_round, c)
-    return {side: row.summary() for side, row in rows.items()}
+    out = {side: row.summary() for side, row in rows.items()}
+    if c == 1:
+        out["served"]["paired_gap_vs_bare"] = paired_gap(rows["served"], rows["bare"])
+    return out
 
 
 # ---- bare parts ----------------------------------------------------------------------------------------
@@ -203,15 +212,23 @@ def stage_ms(timings: dict[str, float], prompt_ms: float | None = None) -> dict[
     return stages if prompt_ms is None else {**stages, "prompt": prompt_ms}
 
 
+def session(base: str) -> aiohttp.ClientSession:
+    """The HTTP client of every row, served and bare. aiohttp, not httpx: a request through httpx costs
+    0.6-1.4 ms more on this machine (``http_client_floor.py``), and only the served side of the search row
+    pays for a client at all."""
+    return aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=120))
+
+
 async def read_stream(
-    response: httpx.Response, has_text: Callable[[str], bool], t0: float
+    response: aiohttp.ClientResponse, has_text: Callable[[str], bool], t0: float
 ) -> tuple[float, float, dict[str, Any]]:
     """Milliseconds from ``t0`` to the first ``data:`` line and to the first line that carries text
     (``has_text``), and the data of the stream's ``done`` event (ragserve's; ``{}`` in vLLM's stream);
     reads the whole stream."""
     first = text = None
     event, done = "", {}
-    async for line in response.aiter_lines():
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
         now = (time.perf_counter() - t0) * 1000
         if first is None and line.startswith("data: "):
             first = now
@@ -241,7 +258,7 @@ def ragserve_text(line: str) -> bool:
     return line.startswith("event: delta")
 
 
-def bare_calls(cfg: Any, parts: BareParts, client: httpx.AsyncClient) -> dict[str, Call]:
+def bare_calls(cfg: Any, parts: BareParts, client: aiohttp.ClientSession) -> dict[str, Call]:
     async def search(q: str) -> Sample:
         t0 = time.perf_counter()
         found = await parts.retriever.search(q, TOP_K)
@@ -251,7 +268,7 @@ def bare_calls(cfg: Any, parts: BareParts, client: httpx.AsyncClient) -> dict[st
         t0 = time.perf_counter()
         prompt, stages = await parts.prompt_ids(q)
         t_gen = time.perf_counter()
-        async with client.stream("POST", "/v1/completions", json=completion_body(cfg, prompt, True)) as res:
+        async with client.post("/v1/completions", json=completion_body(cfg, prompt, True)) as res:
             res.raise_for_status()
             first, ms, _ = await read_stream(res, vllm_text, t0)
         # The first token: from the prompt to the first streamed chunk, through vLLM's HTTP server.
@@ -261,7 +278,9 @@ def bare_calls(cfg: Any, parts: BareParts, client: httpx.AsyncClient) -> dict[st
         t0 = time.perf_counter()
         prompt, _ = await parts.prompt_ids(q)
         body = completion_body(cfg, prompt, stream=False)
-        (await client.post("/v1/completions", json=body)).raise_for_status()
+        async with client.post("/v1/completions", json=body) as res:
+            res.raise_for_status()
+            await res.read()
         return (time.perf_counter() - t0) * 1000, {}
 
     return {"search": search, "ttft": ttft, "query": query}
@@ -333,7 +352,8 @@ async def pool_rate(texts: list[str], concurrency: int, max_replicas: int, wait_
     """bench.py's pool row (one text per caller, through the router's client) at saturation, with CPU per
     role around it. Saturation includes the autoscaler's answer: the load runs until the pool has grown to
     ``max_replicas`` (it reacts to sustained load only, after upscale_delay_s) or ``wait_s`` has passed,
-    then one round is measured."""
+    then POOL_ROUNDS rounds are measured and their median reported (one round takes about 2 s, and single
+    rounds of the grown pool ranged 145-203 texts/s in a row)."""
     started = time.perf_counter()
     rounds = 0
     while embedder_replicas() < max_replicas and time.perf_counter() - started < wait_s:
@@ -341,26 +361,28 @@ async def pool_rate(texts: list[str], concurrency: int, max_replicas: int, wait_
         rounds += 1
     grown_s = round(time.perf_counter() - started, 1)
     with cpu_window() as window:
-        [rate] = await pool_rates(texts, concurrency, rounds=1)
+        rates = await pool_rates(texts, concurrency, rounds=POOL_ROUNDS)
     return {
-        "texts_per_s": rate,
+        "texts_per_s": round(float(np.median(rates)), 1),
+        "rounds_texts_per_s": rates,
         "replicas": embedder_replicas(),
         "load_before_measuring_s": grown_s if rounds else 0.0,
-        "cpu_ms_per_text": per_request(window, len(texts)),
+        "cpu_ms_per_text": per_request(window, len(texts) * POOL_ROUNDS),
     }
 
 
-def served_calls(client: httpx.AsyncClient, engine: list[dict[str, float]]) -> dict[str, Call]:
+def served_calls(client: aiohttp.ClientSession, engine: list[dict[str, float]]) -> dict[str, Call]:
     async def search(q: str) -> Sample:
         t0 = time.perf_counter()
-        res = await client.post("/v1/search", json={"query": q, "top_k": TOP_K})
-        res.raise_for_status()
-        return with_rest((time.perf_counter() - t0) * 1000, stage_ms(res.json()["timings"]))
+        async with client.post("/v1/search", json={"query": q, "top_k": TOP_K}) as res:
+            res.raise_for_status()
+            found = await res.json()
+        return with_rest((time.perf_counter() - t0) * 1000, stage_ms(found["timings"]))
 
     async def ttft(q: str) -> Sample:
         t0 = time.perf_counter()
         body = {"question": q, "top_k": TOP_K, "stream": True}
-        async with client.stream("POST", "/v1/query", json=body) as res:
+        async with client.post("/v1/query", json=body) as res:
             res.raise_for_status()
             _, ms, done = await read_stream(res, ragserve_text, t0)
         t = done["timings"]  # the router's: first_token is its Generator call -> first token
@@ -368,9 +390,9 @@ def served_calls(client: httpx.AsyncClient, engine: list[dict[str, float]]) -> d
 
     async def query(q: str) -> Sample:
         t0 = time.perf_counter()
-        res = await client.post("/v1/query", json={"question": q, "top_k": TOP_K})
-        res.raise_for_status()
-        engine.append(res.json()["timings"])
+        async with client.post("/v1/query", json={"question": q, "top_k": TOP_K}) as res:
+            res.raise_for_status()
+            engine.append((await res.json())["timings"])
         return (time.perf_counter() - t0) * 1000, {}
 
     return {"search": search, "ttft": ttft, "query": query}
@@ -396,8 +418,9 @@ async def all_rows(
         engine: list[dict[str, float]] = []
         try:
             async with (
-                vllm_server(bare_cfg) as (raw, command),
-                httpx.AsyncClient(base_url=base, timeout=120) as client,
+                vllm_server(bare_cfg) as (raw_server, command),
+                session(str(raw_server.base_url)) as raw,
+                session(base) as client,
             ):
                 out["bare"]["vllm_command"] = " ".join(command)
                 sides = {"bare": bare_calls(bare_cfg, parts, raw), "served": served_calls(client, engine)}
@@ -433,10 +456,25 @@ async def all_rows(
     return out
 
 
+def paired_gap(served: Row, bare: Row) -> dict[str, float]:
+    """Served minus bare for the same request (same index, so the same question), over every request both
+    sides ran: the concurrency-1 rows' questions differ in prompt length by more than the overhead, and a
+    paired difference takes that spread out, where a difference of two p50s keeps it."""
+    both = served.by_index.keys() & bare.by_index.keys()
+    gaps = [served.by_index[i]["ms"] - bare.by_index[i]["ms"] for i in both]
+    return {"p50_ms": round(float(np.median(gaps)), 1), "n": len(gaps)}
+
+
 def stage_gap(served: dict[str, Any], bare: dict[str, Any]) -> dict[str, float]:
     """Served minus bare, stage by stage (p50s): where a concurrency-1 row's overhead sits."""
     s, b = served["stages_p50_ms"], bare["stages_p50_ms"]
     return {k: round(s[k] - b[k], 1) for k in s}
+
+
+def one_line_leaves(text: str) -> str:
+    """Indented JSON with each innermost object on one line: a request's stages read as one row. (JSON
+    strings hold no raw newline, so only the indentation goes.)"""
+    return re.sub(r"\{[^{}\[\]]*\}", lambda m: re.sub(r"\n\s*", " ", m.group(0)), text)
 
 
 def main() -> None:
@@ -469,7 +507,7 @@ def main() -> None:
         texts = [f"{qs[i % len(qs)]} ({i})" for i in range(args.texts)]
         print("raw encode sweep ...", flush=True)
         model = raw_model(cfg)
-        sweep = encode_sweep(model, texts, [8, 32, 64, 128])
+        sweep = encode_sweep(model, texts, [8, 32, 64, 128], POOL_ROUNDS)
         del model
         best = max(sweep, key=lambda b: sweep[b])
         # The bare parts search their own copy of the collection (a Lite file has one owner at a time).
@@ -516,11 +554,12 @@ def main() -> None:
             "ratio", s["pool"]["texts_per_s"], sweep[best], round(s["pool"]["texts_per_s"] / sweep[best], 3)
         ),
         "stage_gap_ms_p50": {row: stage_gap(s[row], b[row]) for row in ("search_c1", "ttft_c1")},
+        "paired_gap_ms_p50": {row: s[row]["paired_gap_vs_bare"] for row in ("search_c1", "ttft_c1")},
         "raw_encode_texts_per_s_by_batch": sweep,
         "served": served,
         "bare": bare,
     }
-    args.out.write_text(json.dumps(report, indent=2))
+    args.out.write_text(one_line_leaves(json.dumps(report, indent=2)))
     print(json.dumps({k: v for k, v in report.items() if k not in ("served", "bare")}, indent=2))
     print(f"wrote {args.out}")
 

@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 from harness import machine, served_app
-from overhead import Row, covered_questions, served_calls
+from overhead import Row, covered_questions, served_calls, session
 
 PORT = 8782
 
@@ -30,7 +29,7 @@ async def measure(
     base: str, qs: list[str], rounds: int, per_round: int, c: int, streams: int
 ) -> dict[str, Any]:
     """`make overhead`'s served calls and rows (overhead.py), so both compare the same requests."""
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+    async with session(base) as client:
         calls = served_calls(client, engine=[])
         for q in qs[:3]:  # warm-up
             await calls["query"](q)
