@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))  # corpus and eval set
+# The shared data beside the repo (corpus, eval set, CRD schemas): this is its one owner. The tests import it
+# (pytest's pythonpath), the Makefile and the shell scripts ask `python3 load-tests/harness.py corpus`.
+SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
 EVAL = SHARED / "eval" / "dev.jsonl"
+CRDS = SHARED / "schemas" / "crds"  # KubeRay CRD schemas (the deploy tests)
 RESULTS = Path(__file__).resolve().parent / "results"  # every script's JSON, logs and profiles
 
 
@@ -63,3 +66,7 @@ def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+if __name__ == "__main__":  # one path for the shell: `python3 load-tests/harness.py corpus|eval|crds`
+    print({"corpus": CORPUS, "eval": EVAL, "crds": CRDS}[sys.argv[1]])

@@ -3,8 +3,8 @@
 # can be edited). Usage: load-tests/must_show_core.sh [CORPUS_DIR] [EVAL_FILE]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${1:-../shared/corpus/milvus-docs/site/en}
-EVAL=${2:-../shared/eval/dev.jsonl}
+CORPUS=${1:-$(python3 load-tests/harness.py corpus)}
+EVAL=${2:-$(python3 load-tests/harness.py eval)}
 WORK=$(mktemp -d)
 export RAGSERVE_HOME="$WORK/home"
 R=.venv/bin/ragserve

@@ -3,7 +3,7 @@
 # over HTTP and with the official openai client, then stop it. Usage: load-tests/must_show_serve.sh [CORPUS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${1:-../shared/corpus/milvus-docs/site/en}
+CORPUS=${1:-$(python3 load-tests/harness.py corpus)}
 export RAGSERVE_HOME=${RAGSERVE_HOME:-$(mktemp -d)}
 R=.venv/bin/ragserve
 PORT=${PORT:-8000}

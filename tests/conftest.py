@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from harness import CORPUS  # load-tests/harness.py owns the shared data's paths
 
 from ragserve import environment
 from ragserve.config import load_config
@@ -14,10 +15,6 @@ from ragserve.config import load_config
 environment.apply(load_config(env={}))  # the local profile's process environment, before any model import
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))
-CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
-EVAL_FILE = SHARED / "eval" / "dev.jsonl"
 
 # A slice of the Milvus docs: the gold pages of several dev questions plus neighbours, about 175 chunks.
 # Kept small on purpose: many tests ingest it, and encoding is most of their time (about 40 ms a chunk on

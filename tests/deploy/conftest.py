@@ -25,7 +25,6 @@ CHART = DEPLOY / "helm" / "ragserve"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 SCENARIOS = {"default": None, **{p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}}
 OVERLAYS = sorted(p.name for p in (DEPLOY / "kustomize" / "overlays").iterdir() if p.is_dir())
-CRDS = REPO.parent / "shared" / "schemas" / "crds"
 RELEASE = "ragserve"
 NAMESPACE = "ragserve"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from harness import CRDS
 
-from tests.deploy.conftest import CRDS, one
+from tests.deploy.conftest import one
 from tests.deploy.validation import validate
 
 

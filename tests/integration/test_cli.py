@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import EVAL_FILE
+from harness import EVAL
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +55,12 @@ def test_ingest_search_eval_query(corpus_subset: Path, tmp_path: Path) -> None:
     hits = json.loads(found.stdout)["hits"]
     assert len(hits) == 3 and "reference/index.md" in [h["source"] for h in hits]
 
-    evaluated = ragserve(home, "eval", str(EVAL_FILE), "--k", "5", "--json")
+    evaluated = ragserve(home, "eval", str(EVAL), "--k", "5", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     data = json.loads(evaluated.stdout)
     assert {"k", "n", "recall_at_k", "mrr"} <= set(data) and data["k"] == 5
     assert data["n"] + len(data["no_gold_sources"]) == sum(
-        1 for line in EVAL_FILE.read_text().splitlines() if line.strip()
+        1 for line in EVAL.read_text().splitlines() if line.strip()
     )
     assert 0 < data["recall_at_k"] <= 1 and 0 < data["mrr"] <= 1  # the subset holds some gold pages
 
