@@ -78,9 +78,7 @@ class Row:
     """One side of one row, accumulated over its rounds: latencies, stages, wall time and CPU per role."""
 
     def __init__(self) -> None:
-        self.ms: list[float] = []
-        self.stages: dict[str, list[float]] = defaultdict(list)
-        self.by_index: dict[int, dict[str, float]] = {}  # request index -> its latency and stages (ms)
+        self.samples: dict[int, Sample] = {}  # request index (so its question) -> latency and stages (ms)
         self.wall = 0.0
         self.cpu: dict[str, float] = defaultdict(float)
         self.outside = 0.0
@@ -90,11 +88,7 @@ class Row:
 
         async def one(i: int) -> None:
             async with sem:
-                ms, stages = await call(qs[i % len(qs)])
-            self.ms.append(ms)
-            self.by_index[i] = {"ms": round(ms, 2), **stages}
-            for stage, value in stages.items():
-                self.stages[stage].append(value)
+                self.samples[i] = await call(qs[i % len(qs)])
 
         with cpu_window() as window:
             t0 = time.perf_counter()
@@ -104,12 +98,21 @@ class Row:
             self.cpu[role] += seconds
         self.outside += window["outside_s"]
 
+    def request(self, i: int) -> dict[str, float]:
+        ms, stages = self.samples[i]
+        return {"ms": round(ms, 2), **stages}
+
     def summary(self) -> dict[str, Any]:
         window = {"by_role": dict(self.cpu), "outside_s": self.outside}
-        out = {**stats(self.ms, self.wall), "cpu_ms_per_request": per_request(window, len(self.ms))}
-        if self.stages:
-            out["stages_p50_ms"] = {k: round(float(np.median(v)), 1) for k, v in self.stages.items()}
-            out["requests"] = {i: self.by_index[i] for i in sorted(self.by_index)}
+        ms = [ms for ms, _ in self.samples.values()]
+        out = {**stats(ms, self.wall), "cpu_ms_per_request": per_request(window, len(ms))}
+        stages: dict[str, list[float]] = defaultdict(list)
+        for _, sample_stages in self.samples.values():
+            for stage, value in sample_stages.items():
+                stages[stage].append(value)
+        if stages:
+            out["stages_p50_ms"] = {k: round(float(np.median(v)), 1) for k, v in stages.items()}
+            out["requests"] = {i: self.request(i) for i in sorted(self.samples)}
         return out
 
 
@@ -460,8 +463,8 @@ def paired_gap(served: Row, bare: Row) -> dict[str, float]:
     """Served minus bare for the same request (same index, so the same question), over every request both
     sides ran: the concurrency-1 rows' questions differ in prompt length by more than the overhead, and a
     paired difference takes that spread out, where a difference of two p50s keeps it."""
-    both = served.by_index.keys() & bare.by_index.keys()
-    gaps = [served.by_index[i]["ms"] - bare.by_index[i]["ms"] for i in both]
+    both = served.samples.keys() & bare.samples.keys()
+    gaps = [served.request(i)["ms"] - bare.request(i)["ms"] for i in both]
     return {"p50_ms": round(float(np.median(gaps)), 1), "n": len(gaps)}
 
 
