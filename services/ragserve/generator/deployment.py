@@ -59,9 +59,9 @@ class GeneratorDeployment:
         request_id: str | None = None,
         stream_interval_ms: float | None = None,
     ) -> AsyncIterator[list[GenerationDelta]]:
-        """Stream deltas, the first alone and then coalesced (generator.stream_interval_ms, or this call's
-        override): one handle item per batch, not per token. If the caller goes away, Serve cancels this
-        generator and vLLM aborts."""
+        """Stream deltas, each alone up to the first with text, then coalesced (generator.stream_interval_ms,
+        or this call's override): one handle item per batch, not per token. If the caller goes away, Serve
+        cancels this generator and vLLM aborts."""
         params = SamplingConfig.model_validate(sampling)
         cfg = self.generator.cfg
         interval_ms = cfg.stream_interval_ms if stream_interval_ms is None else stream_interval_ms
