@@ -147,13 +147,13 @@ class EmbedderConfig(_Section):
         ge=1,
         le=4096,
         description="Query embedding: the most queries a router sends in one call, and the most calls "
-        "Serve groups into one encode.",
+        "a replica encodes together.",
     )
     batch_wait_timeout_s: float = Field(
         0.0,
         ge=0,
         le=10,
-        description="Serve: how long a batch waits to fill before running. 0: a call runs at once, and the "
+        description="How long a batch waits to fill before running. 0: a call runs at once, and the "
         "calls that arrive while a batch runs form the next one (routers already send their pending queries "
         "together).",
     )
@@ -368,10 +368,10 @@ class RerankerConfig(_Section):
         512, ge=16, le=8192, description="Tokens per (question, chunk) pair; longer pairs are truncated."
     )
     max_batch_size: int = Field(
-        8, ge=1, le=256, description="Serve: concurrent requests whose candidates are scored together."
+        8, ge=1, le=256, description="The most concurrent requests whose candidates are scored together."
     )
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=10, description="Serve: how long a batch waits to fill before running."
+        0.005, ge=0, le=10, description="How long a batch waits to fill before running."
     )
     timeout_s: float = Field(
         10.0, gt=0, le=600, description="A rerank call slower than this fails the request (503)."

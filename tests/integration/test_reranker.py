@@ -24,8 +24,8 @@ def reranker_cfg(model_cache: Path):
 def test_a_batch_of_requests_is_one_forward_pass_split_back_per_request(
     reranker_cfg, model_cache: Path
 ) -> None:
-    """The batch handler Serve calls with the requests it grouped (``serve.batch`` itself needs a replica:
-    the served test below sends concurrent requests through it)."""
+    """The batch handler, called with the requests the replica grouped (the grouping itself:
+    tests/unit/test_batching.py; the served test below sends concurrent requests through it)."""
     from prometheus_client import REGISTRY
 
     from ragserve.reranker.deployment import RerankerDeployment
@@ -42,8 +42,7 @@ def test_a_batch_of_requests_is_one_forward_pass_split_back_per_request(
         )
 
     before = batches()
-    handler = RerankerDeployment.score.__wrapped__  # type: ignore[attr-defined]
-    scored = asyncio.run(handler(deployment, requests))
+    scored = asyncio.run(deployment.score_batch(requests))
     after = batches()
     assert (after[0] - before[0], after[1] - before[1]) == (1, sum(range(1, 7)))  # 21 pairs, one pass
     one_by_one = CrossEncoderScorer(reranker_cfg.reranker, model_cache)

@@ -1,5 +1,5 @@
-"""Embedder pool: a Serve deployment around the Encoder with dynamic batching of queries, and the adapter
-its callers use through a handle (``RemoteEmbedder``).
+"""Embedder pool: a Serve deployment around the Encoder with dynamic batching of queries (``Batcher``), and
+the adapter its callers use through a handle (``RemoteEmbedder``).
 
 Plain class: ``app.build_app`` wraps it with ``serve.deployment(**options)``; tests can construct it directly.
 """
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ray import serve
 
+from ragserve.batching import Batcher
 from ragserve.config import EmbedderConfig
 from ragserve.embedder.encoder import Encoder
 from ragserve.handles import result_from_thread
@@ -22,16 +22,17 @@ from ragserve.observability import metrics
 class EmbedderDeployment:
     def __init__(self, cfg: EmbedderConfig):
         self.encoder = Encoder(cfg)
-        self.embed_queries.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
-        self.embed_queries.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._queries = Batcher(self._encode_calls, cfg.max_batch_size, cfg.batch_wait_timeout_s)
 
     def info(self) -> dict[str, object]:
         return {"model": self.encoder.model_name, "dim": self.encoder.dim}
 
-    @serve.batch  # its size and wait come from EmbedderConfig (__init__)
-    async def embed_queries(self, calls: list[list[str]]) -> list[np.ndarray]:
-        """Each call holds the queries one router had pending at once (``RemoteEmbedder``); Serve groups
-        concurrent calls (several routers) into one encode."""
+    async def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """The queries one router had pending at once (``RemoteEmbedder``); concurrent calls (several
+        routers) are encoded together."""
+        return await self._queries.submit(texts)
+
+    async def _encode_calls(self, calls: list[list[str]]) -> list[np.ndarray]:
         texts = [t for call in calls for t in call]
         metrics.EMBEDDER_BATCH_SIZE.observe(len(texts))
         vectors = await asyncio.to_thread(self.encoder.embed_queries, texts)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray import serve
 
+from ragserve.batching import Batcher
 from ragserve.config import RerankerConfig
 from ragserve.observability import metrics
 from ragserve.reranker.scorer import CrossEncoderScorer
@@ -26,13 +26,14 @@ class RerankerError(RuntimeError):
 class RerankerDeployment:
     def __init__(self, cfg: RerankerConfig, cache_dir: str):
         self.scorer = CrossEncoderScorer(cfg, Path(cache_dir))
-        self.score.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
-        self.score.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._requests = Batcher(self.score_batch, cfg.max_batch_size, cfg.batch_wait_timeout_s)
 
-    @serve.batch  # its size and wait come from RerankerConfig (__init__)
-    async def score(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
-        """Called once per request with (question, passages); Serve groups concurrent requests, whose
-        pairs run through the model together and are split back per request."""
+    async def score(self, request: tuple[str, list[str]]) -> np.ndarray:
+        """Called once per request with (question, passages); concurrent requests are scored together."""
+        return await self._requests.submit(request)
+
+    async def score_batch(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """The pairs of every request in one pass through the model, split back per request."""
         pairs = [(query, passage) for query, passages in requests for passage in passages]
         metrics.RERANKER_BATCH_PAIRS.observe(len(pairs))
         scores = await asyncio.to_thread(self.scorer.score_pairs, pairs)
