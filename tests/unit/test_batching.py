@@ -37,14 +37,22 @@ async def started(handler: HeldHandler) -> None:
     handler.started.clear()
 
 
+async def queued_behind(
+    batcher: Batcher[int, int], handler: HeldHandler, first: int, then: list[int]
+) -> tuple[asyncio.Future[int], list[asyncio.Future[int]]]:
+    """``first`` submitted alone and held in the handler, then ``then`` submitted behind it."""
+    running = asyncio.ensure_future(batcher.submit(first))
+    await started(handler)  # hangs if the lone call waited for company
+    queued = [asyncio.ensure_future(batcher.submit(i)) for i in then]
+    await asyncio.sleep(0)
+    return running, queued
+
+
 def test_a_lone_call_runs_at_once_and_those_that_come_meanwhile_form_the_next_batch() -> None:
     async def scenario() -> tuple[list[int], list[list[int]]]:
         handler = HeldHandler()
         batcher = Batcher(handler, max_size=8)
-        first = asyncio.ensure_future(batcher.submit(1))
-        await started(handler)  # hangs if the lone call waited for company
-        rest = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3, 4)]
-        await asyncio.sleep(0)
+        first, rest = await queued_behind(batcher, handler, 1, [2, 3, 4])
         assert handler.batches == [[1]]  # the busy model takes nothing new
         handler.go.release()
         handler.go.release()
@@ -60,10 +68,7 @@ def test_batches_hold_at_most_max_size_items_in_arrival_order() -> None:
     async def scenario() -> list[list[int]]:
         handler = HeldHandler()
         batcher = Batcher(handler, max_size=2)
-        first = asyncio.ensure_future(batcher.submit(0))
-        await started(handler)
-        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 6)]
-        await asyncio.sleep(0)
+        first, rest = await queued_behind(batcher, handler, 0, list(range(1, 6)))
         handler.open = True
         handler.go.release()
         results = await asyncio.wait_for(asyncio.gather(first, *rest), 5)
@@ -91,13 +96,10 @@ def test_a_failing_batch_fails_its_own_calls_and_the_next_batch_runs() -> None:
     async def scenario() -> tuple[list[object], list[list[int]]]:
         handler = HeldHandler(fail_on=1)
         batcher = Batcher(handler, max_size=8)
-        calls = [asyncio.ensure_future(batcher.submit(1))]
-        await started(handler)
-        calls += [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3)]
-        await asyncio.sleep(0)
+        first, rest = await queued_behind(batcher, handler, 1, [2, 3])
         handler.open = True
         handler.go.release()
-        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+        results = await asyncio.wait_for(asyncio.gather(first, *rest, return_exceptions=True), 5)
         return [r if isinstance(r, int) else repr(r) for r in results], handler.batches
 
     results, batches = asyncio.run(scenario())
@@ -123,10 +125,7 @@ def test_a_call_cancelled_while_it_waits_is_left_out_of_its_batch() -> None:
     async def scenario() -> list[list[int]]:
         handler = HeldHandler()
         batcher = Batcher(handler, max_size=8)
-        first = asyncio.ensure_future(batcher.submit(1))
-        await started(handler)
-        gone, kept = asyncio.ensure_future(batcher.submit(2)), asyncio.ensure_future(batcher.submit(3))
-        await asyncio.sleep(0)
+        first, (gone, kept) = await queued_behind(batcher, handler, 1, [2, 3])
         gone.cancel()
         handler.open = True
         handler.go.release()
@@ -159,10 +158,7 @@ def test_the_calls_queued_behind_a_cancelled_lone_call_still_run() -> None:
     async def scenario() -> tuple[bool, list[int], list[list[int]]]:
         handler = HeldHandler()
         batcher = Batcher(handler, max_size=8)
-        first = asyncio.ensure_future(batcher.submit(1))
-        await started(handler)
-        rest = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3)]
-        await asyncio.sleep(0)
+        first, rest = await queued_behind(batcher, handler, 1, [2, 3])
         first.cancel()  # its client went away while the model ran it
         handler.open = True
         results = await asyncio.wait_for(asyncio.gather(*rest), 5)  # hangs if nothing picks them up
@@ -175,10 +171,7 @@ def test_stopping_the_batcher_cancels_the_running_and_the_queued_calls() -> None
     async def scenario() -> list[bool]:
         handler = HeldHandler()
         batcher = Batcher(handler, max_size=1)
-        first = asyncio.ensure_future(batcher.submit(1))
-        await started(handler)
-        queued = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3)]
-        await asyncio.sleep(0)
+        first, queued = await queued_behind(batcher, handler, 1, [2, 3])
         handler.go.release()
         assert await asyncio.wait_for(first, 5) == 2
         await started(handler)  # the batching task runs [2] and is held; [3] waits
