@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -95,17 +95,27 @@ class Batcher(Generic[Item, Result]):
                 return
 
     async def _run_batch(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
-        try:
-            results = await self._call([item for item, _ in batch])
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as err:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
+        await settle(batch, self._call)
+
+
+async def settle(
+    batch: list[tuple[Item, asyncio.Future[Result]]],
+    call: Callable[[list[Item]], Awaitable[Iterable[Result]]],
+) -> None:
+    """Run ``call`` on the batch's items and give each waiting future its result, or every one the call's
+    failure; a cancelled run cancels them all. A future already done (its caller went away) is left alone.
+    Also the router's side of query coalescing (``RemoteEmbedder``)."""
+    try:
+        results = await call([item for item, _ in batch])
+    except asyncio.CancelledError:
+        for _, future in batch:
+            future.cancel()
+        raise
+    except Exception as err:
+        for _, future in batch:
             if not future.done():
-                future.set_result(result)
+                future.set_exception(err)
+        return
+    for (_, future), result in zip(batch, results, strict=True):
+        if not future.done():
+            future.set_result(result)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ragserve.batching import Batcher
+from ragserve.batching import Batcher, settle
 from ragserve.config import EmbedderConfig
 from ragserve.embedder.encoder import Encoder
 from ragserve.handles import result_from_thread
@@ -88,25 +88,10 @@ class RemoteEmbedder:
         pending, self._pending = self._pending, []
         loop = asyncio.get_running_loop()
         for start in range(0, len(pending), self.max_per_call):
-            task = loop.create_task(self._call(pending[start : start + self.max_per_call]))
+            # Every waiter gets its vector or the call's failure; one that went away no longer waits.
+            task = loop.create_task(settle(pending[start : start + self.max_per_call], self._embed))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
-
-    async def _call(self, pending: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
-        try:
-            vectors = await self._embed([text for text, _ in pending])
-        except asyncio.CancelledError:
-            for _, future in pending:
-                future.cancel()
-            raise
-        except Exception as err:  # every waiter gets the call's failure
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(err)
-            return
-        for (_, future), vector in zip(pending, vectors, strict=True):
-            if not future.done():  # a request that went away (client disconnect) no longer waits
-                future.set_result(vector)
 
     async def _embed(self, texts: list[str], attempts: int = 4) -> np.ndarray:
         """Embedding is idempotent: a call lost with a dying replica is retried on another one."""
