@@ -1,7 +1,7 @@
 """``ragserve`` command: ingest, search, query, eval, serve, serve-config, stats, config.
 
 Exit codes: 0 ok; 1 partial (some files could not be ingested); 2 bad input or config; 3 a dependency
-(Milvus, or a model that cannot be loaded) failed; 130 interrupted.
+(Milvus, or a model that cannot be loaded) failed; 70 an unexpected error (a bug); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_DEPENDENCY = 0, 1, 2, 3
+EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a crash must not read as "some files skipped" (1)
 SHUTDOWN_TIMEOUT_S = 30  # `ragserve serve`: Serve's orderly shutdown before Ray's processes are stopped
 
 
@@ -554,11 +556,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=con.err)
         return 130
     except Exception as err:
-        if con.log is None:
-            raise
+        if con.log is None:  # nothing diverted: the traceback on the terminal
+            traceback.print_exc(file=con.err)
+            return EXIT_SOFTWARE
         logging.getLogger("ragserve.cli").exception("%s failed", args.command)  # the traceback: in the log
         print(f"error: {type(err).__name__}: {err} (traceback in {con.log})", file=con.err)
-        return EXIT_PARTIAL
+        return EXIT_SOFTWARE
 
 
 if __name__ == "__main__":

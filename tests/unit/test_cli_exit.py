@@ -1,0 +1,41 @@
+"""Exit codes of ``ragserve``: an unexpected crash is told apart from "some files skipped" (1)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragserve import cli
+from ragserve.observability.logging import Console
+
+
+def crash(*_: Any) -> int:
+    raise RuntimeError("a bug, not bad input")
+
+
+@pytest.mark.parametrize("diverted", [False, True], ids=["logs-on-terminal", "logs-in-file"])
+def test_an_unexpected_crash_exits_70_not_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], diverted: bool
+) -> None:
+    log = tmp_path / "stats.log" if diverted else None
+    monkeypatch.setenv("RAGSERVE_HOME", str(tmp_path))
+    # No descriptor diversion inside pytest: the Console writes to the captured streams.
+    monkeypatch.setattr(cli, "prepare_environment", lambda cfg, args: Console(sys.stdout, sys.stderr, log))
+    monkeypatch.setattr(cli, "cmd_stats", crash)
+    code = cli.main(["stats"])
+    assert code == 70  # EX_SOFTWARE (sysexits.h)
+    assert code not in (cli.EXIT_OK, cli.EXIT_PARTIAL, cli.EXIT_USAGE, cli.EXIT_DEPENDENCY, 130)
+    assert "RuntimeError: a bug, not bad input" in capsys.readouterr().err
+
+
+def test_a_usage_error_still_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def bad_input(*_: Any) -> int:
+        raise ValueError("top_k: must be positive")
+
+    monkeypatch.setenv("RAGSERVE_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "prepare_environment", lambda cfg, args: Console(sys.stdout, sys.stderr, None))
+    monkeypatch.setattr(cli, "cmd_stats", bad_input)
+    assert cli.main(["stats"]) == cli.EXIT_USAGE
