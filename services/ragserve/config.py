@@ -493,7 +493,11 @@ class AuthConfig(_Section):
     )
     required: bool = Field(False, description="Refuse to start without at least one key.")
     rate_limit_per_minute: int | None = Field(
-        None, ge=1, description="Requests per minute per key (429 beyond)."
+        None,
+        ge=1,
+        description="Requests per minute per API key, bursts of up to 10 s worth; 429 with Retry-After "
+        "beyond. Each router replica counts on its own, so N replicas admit up to N times this; without "
+        "keys all clients share one count per replica. Unset: no limit.",
     )
 
     @field_validator("key_sha256")

@@ -41,3 +41,53 @@ def test_guard_settings_refuse_a_required_key_that_is_missing() -> None:
         guard_settings(auth, 1024, environ={})
     settings = guard_settings(auth, 1024, environ={"MY_KEYS": "a, b"})
     assert settings.key_digests == [digest("a"), digest("b")]
+
+
+class Broken(ModelsOnly):
+    """A service whose Milvus is down: the internal error names hosts and collections."""
+
+    INTERNAL = "Milvus hybrid_search on 'ragserve_chunks' failed: connect to 10.0.0.7:19530 refused"
+
+    async def search(self, body: Any) -> Any:
+        from ragserve.store.milvus import StoreError
+
+        raise StoreError(self.INTERNAL)
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        return False, {"milvus": f"unavailable: MilvusException: {self.INTERNAL}", "generator": "ok"}
+
+
+def test_503_names_the_dependency_and_logs_the_error(caplog: Any) -> None:
+    client = TestClient(create_api(Broken(), GuardSettings(), 5.0, lambda: ""))  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="ragserve.router.api"):
+        r = client.post("/v1/search", json={"query": "q"}, headers={"X-Request-ID": "req-42"})
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json() == {"error": {"type": "service_unavailable", "message": "Milvus unavailable"}}
+    logged = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert any("req-42" in m and Broken.INTERNAL in m for m in logged), logged  # the detail: in the log
+
+
+def test_readyz_names_failed_checks_without_their_error_text(caplog: Any) -> None:
+    client = TestClient(create_api(Broken(), GuardSettings(), 5.0, lambda: ""))  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="ragserve.router.api"):
+        r = client.get("/readyz", headers={"X-Request-ID": "probe-1"})
+    assert r.status_code == 503
+    assert r.json() == {"ready": False, "checks": {"milvus": "unavailable", "generator": "ok"}}
+    logged = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert any("probe-1" in m and Broken.INTERNAL in m for m in logged), logged
+
+
+def test_chunked_upload_over_the_body_limit_gets_413() -> None:
+    client = build(GuardSettings(max_body_bytes=2048))
+
+    def chunks() -> Any:  # a generator body: Transfer-Encoding: chunked, no Content-Length
+        for _ in range(4):
+            yield b"x" * 1024
+
+    r = client.post("/v1/search", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {
+        "error": {"type": "request_too_large", "message": "request body exceeds 2048 bytes", "field": "body"}
+    }
+    small = client.post("/v1/models", content=iter([b"{}"]))  # under the limit: passes the guard
+    assert small.status_code == 405

@@ -2,23 +2,28 @@
 
 Built by a factory, not at import time, so everything a replica configures (guard settings, timeouts, the
 service) is passed in: no process-wide state, and tests can build an app around any service.
+
+A failing dependency is named to the client by a fixed reason ("Milvus unavailable"); its error text, which
+can hold hosts, ports and collection names, goes to the log with the request id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from ray.serve.context import _get_serve_request_context  # Ray 2.60 has no public accessor
 from ray.serve.exceptions import BackPressureError
 
 from ragserve.generator.engine import GeneratorError
 from ragserve.generator.prompt import PromptTooLongError
 from ragserve.reranker.deployment import RerankerError
-from ragserve.router.guard import BodyTooLarge, GuardMiddleware, GuardSettings
+from ragserve.router.guard import GuardMiddleware, GuardSettings
 from ragserve.router.instrument import RequestMetrics
 from ragserve.router.models import (
     ChatRequest,
@@ -35,6 +40,7 @@ from ragserve.store.milvus import StoreError
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+log = logging.getLogger(__name__)
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
@@ -43,8 +49,21 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _unavailable(dependency: str, err: BaseException, retry_after_s: float = 2) -> ApiError:
-    return ApiError(503, "service_unavailable", f"{dependency} unavailable: {err}"[:500], None, retry_after_s)
+class Unavailable(ApiError):
+    """503 with a fixed reason for the client; ``detail``, the internal error, is only logged."""
+
+    def __init__(self, reason: str, err: BaseException, retry_after_s: float = 2):
+        super().__init__(503, "service_unavailable", reason, None, retry_after_s)
+        self.detail = f"{type(err).__name__}: {err}"
+
+
+def _unavailable(dependency: str, err: BaseException, retry_after_s: float = 2) -> Unavailable:
+    return Unavailable(f"{dependency} unavailable", err, retry_after_s)
+
+
+def request_id(request: Request) -> str:
+    """Serve's id of this request (the client gets it as X-Request-ID), else the client's own header."""
+    return _get_serve_request_context().request_id or request.headers.get("x-request-id") or "-"
 
 
 async def guarded(work: Awaitable[T], timeout_s: float) -> T:
@@ -67,7 +86,7 @@ async def guarded(work: Awaitable[T], timeout_s: float) -> T:
     except RerankerError as err:
         raise _unavailable("reranker", err) from None
     except BackPressureError as err:
-        raise _unavailable("capacity", err, err.retry_after_s or 1) from None
+        raise Unavailable("at capacity, retry later", err, err.retry_after_s or 1) from None
     except Exception as err:  # a dead replica / actor surfaces as Ray's own exception types
         if type(err).__module__.startswith("ray"):
             raise _unavailable("a backend deployment", err) from None
@@ -100,14 +119,12 @@ def create_api(
         )
 
     @api.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, Unavailable):
+            log.warning("request %s: 503 %s: %s", request_id(request), exc.message, exc.detail)
         return JSONResponse(
             error_body(exc.type, exc.message, exc.field), status_code=exc.status, headers=exc.headers
         )
-
-    @api.exception_handler(BodyTooLarge)
-    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return JSONResponse(error_body("request_too_large", str(exc)), status_code=413)
 
     api.add_middleware(GuardMiddleware, settings=guard)
     api.add_middleware(RequestMetrics, api=api)  # added last = outermost: counts what the guard rejects
@@ -118,9 +135,14 @@ def create_api(
         return {"status": "ok"}
 
     @api.get("/readyz")
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
+        """Each check "ok" or "unavailable"; why a check failed is logged, not answered."""
         ready, checks = await service.readiness()
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        for name, result in checks.items():
+            if result != "ok":
+                log.warning("request %s: readiness check %s: %s", request_id(request), name, result)
+        shown = {name: "ok" if result == "ok" else "unavailable" for name, result in checks.items()}
+        return JSONResponse({"ready": ready, "checks": shown}, status_code=200 if ready else 503)
 
     @api.get("/metrics", include_in_schema=False)
     async def metrics() -> PlainTextResponse:

@@ -1,7 +1,8 @@
-"""Admission in front of the API: API keys, per-key rate limits, body size.
+"""Admission in front of the API: API keys, failed-authentication lockout, per-key rate limits, body size.
 
 A pure ASGI middleware (not BaseHTTPMiddleware) so streamed responses and client disconnects pass
 through untouched. Keys are compared as SHA-256 digests with ``hmac.compare_digest`` and never logged.
+All state (token buckets, failure counts) is per router replica: N replicas admit up to N times a limit.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ragserve.router.models import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,6 +27,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # cluster-network only: the Ingress does not route them
+
+# Failed authentications per client address and window, then 429 until the window ends. Constants, not
+# config: 20 a minute is far too few to guess a random key and far more than a client with a wrong key
+# needs to notice. Addresses tracked per replica are capped so a flood of addresses cannot grow memory.
+AUTH_FAILURES_PER_WINDOW = 20
+AUTH_FAILURE_WINDOW_S = 60.0
+AUTH_TRACKED_ADDRESSES = 10_000
+MAX_ADDRESS_CHARS = 64  # an IPv6 address is at most 45; a forged X-Forwarded-For is cut to this
+
+log = logging.getLogger(__name__)
 
 
 def digest(key: str) -> str:
@@ -49,11 +64,52 @@ class TokenBucket:
 
 
 @dataclass
+class FailedAuthLimiter:
+    """Failed authentications per client address, in fixed windows that start at an address's first
+    failure. An address with ``limit`` failures in its window gets 429 until the window ends whatever key
+    it presents: admitting a right key there would tell a guesser which guess was right. A success does
+    not clear the count (clients behind one address would clear a guesser's). The oldest windows are
+    dropped first once ``max_addresses`` are tracked."""
+
+    limit: int = AUTH_FAILURES_PER_WINDOW
+    window_s: float = AUTH_FAILURE_WINDOW_S
+    max_addresses: int = AUTH_TRACKED_ADDRESSES
+    clock: Callable[[], float] = time.monotonic
+    windows: dict[str, tuple[float, int]] = field(default_factory=dict)  # address -> (start, failures)
+
+    def retry_after(self, address: str) -> float:
+        """0 when ``address`` may present a key, else the seconds until its window ends."""
+        window = self.windows.get(address)
+        if window is None:
+            return 0.0
+        start, failures = window
+        left = start + self.window_s - self.clock()
+        if left <= 0:
+            del self.windows[address]
+            return 0.0
+        return left if failures >= self.limit else 0.0
+
+    def failed(self, address: str) -> int:
+        """Count a failure; returns the address's failures in its window."""
+        now = self.clock()
+        start, failures = self.windows.get(address, (now, 0))
+        if now - start >= self.window_s:
+            start, failures = now, 0
+        if failures == 0:  # a new window goes last, so the dict stays ordered by window start
+            self.windows.pop(address, None)
+            while len(self.windows) >= self.max_addresses:
+                del self.windows[next(iter(self.windows))]
+        self.windows[address] = (start, failures + 1)
+        return failures + 1
+
+
+@dataclass
 class GuardSettings:
     key_digests: list[str] = field(default_factory=list)  # empty: authentication off
-    rate_per_minute: int | None = None
+    rate_per_minute: int | None = None  # per key; without keys one bucket for every client
     max_body_bytes: int = 10 * 1024 * 1024
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    failed_auth: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
 
     @classmethod
     def build(
@@ -74,18 +130,39 @@ class GuardSettings:
         return match
 
 
-def _presented_key(scope: Scope) -> str | None:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+def _headers(scope: Scope) -> dict[str, str]:
+    """Lower-case names; of a repeated header the last one (for X-Forwarded-For: the nearest proxy's)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _presented_key(headers: dict[str, str]) -> str | None:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return headers.get("x-api-key")
 
 
+def client_address(scope: Scope, headers: dict[str, str]) -> str:
+    """The address the edge saw: the last X-Forwarded-For entry, which the Ingress appends, else the TCP
+    peer. The peer alone would not do: behind Serve's HAProxy every request comes from the node, and one
+    client's failures would lock out all. Earlier entries are the client's to forge; the last one is
+    forgeable only by a client that reaches the Router without the Ingress (the cluster network)."""
+    forwarded = headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+    if forwarded:
+        return forwarded[:MAX_ADDRESS_CHARS]
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 async def _reject(
-    send: Send, status: int, type_: str, message: str, retry_after: float | None = None
+    send: Send,
+    status: int,
+    type_: str,
+    message: str,
+    retry_after: float | None = None,
+    field_: str | None = None,
 ) -> None:
-    body = json.dumps({"error": {"type": type_, "message": message}}).encode()
+    body = json.dumps(error_body(type_, message, field_)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="ragserve"'))
@@ -107,10 +184,26 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         s = self.settings
+        headers = _headers(scope)
         identity = "anonymous"
         if s.key_digests:
-            match = s.identify(_presented_key(scope))
+            address = client_address(scope, headers)
+            locked_s = s.failed_auth.retry_after(address)
+            if locked_s:  # before the key is looked at: see FailedAuthLimiter
+                await _reject(send, 429, "rate_limit_exceeded", "too many failed authentications", locked_s)
+                return
+            presented = _presented_key(headers)
+            match = s.identify(presented)
             if match is None:
+                failures = s.failed_auth.failed(address)
+                log.warning(  # never the key itself
+                    "failed authentication from %s on %s: %s (%d in this window, %d allowed)",
+                    address,
+                    scope.get("path", ""),
+                    "an unknown key" if presented else "no key",
+                    failures,
+                    s.failed_auth.limit,
+                )
                 await _reject(
                     send,
                     401,
@@ -127,30 +220,42 @@ class GuardMiddleware:
             if wait:
                 await _reject(send, 429, "rate_limit_exceeded", "rate limit exceeded for this API key", wait)
                 return
-        length = dict(scope.get("headers", [])).get(b"content-length")
+        length = headers.get("content-length")
+        too_large = f"request body exceeds {s.max_body_bytes} bytes"
         if length is not None and length.isdigit() and int(length) > s.max_body_bytes:
-            await _reject(send, 413, "request_too_large", f"request body exceeds {s.max_body_bytes} bytes")
+            await _reject(send, 413, "request_too_large", too_large, field_="body")
             return
-        await self.app(scope, _limited(receive, s.max_body_bytes), send)
+        # Read the body here, not as the app reads it: a chunked upload (no Content-Length) over the
+        # limit must be answered 413 by us, and FastAPI turns any error raised while it reads into 400.
+        received = await _read_body(receive, s.max_body_bytes)
+        if received is None:
+            await _reject(send, 413, "request_too_large", too_large, field_="body")
+            return
+        await self.app(scope, _replay(received, receive), send)
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """Enforce the body limit on chunked uploads too (no Content-Length)."""
-    seen = 0
-
-    async def wrapped() -> Message:
-        nonlocal seen
+async def _read_body(receive: Receive, limit: int) -> list[Message] | None:
+    """The request's messages up to the end of its body (or a disconnect); None past ``limit`` bytes.
+    The app reads a whole body before it answers anyway, so holding it here costs no extra memory."""
+    messages: list[Message] = []
+    size = 0
+    while True:
         message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge(limit)
-        return message
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None
+        if not message.get("more_body"):
+            return messages
 
-    return wrapped
 
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """The messages read already, then the server's own (a disconnect while a response streams)."""
+    pending = deque(messages)
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"request body exceeds {limit} bytes")
-        self.limit = limit
+    async def replayed() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replayed
