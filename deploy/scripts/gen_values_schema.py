@@ -54,6 +54,7 @@ QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|
 DURATION = {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"}
 COUNT = {"type": "integer", "minimum": 0}
 NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
+SPREAD = {"enum": ["DoNotSchedule", "ScheduleAnyway", ""]}
 SECRET_NAME = {"type": "string", "pattern": r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$", "maxLength": 253}
 
 # prometheus-operator RelabelConfig (the fields metricRelabelings take; `action` defaults to replace).
@@ -139,7 +140,14 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "alerts.noReadyReplicas.minHealthy": {"type": "number"},
     **{f"alerts.{rule}.for": DURATION for rule in ALERTS},
     **{f"alerts.{rule}.severity": {"minLength": 1} for rule in ALERTS},
-    "podDisruptionBudget.maxUnavailable": {"type": ["integer", "string"], "minimum": 0},
+    "podDisruptionBudget.maxUnavailable": COUNT,
+    "podDisruptionBudget.protectHead": {"type": ["boolean", "null"]},
+    **{f"workers.{g}.topologySpread.whenUnsatisfiable": SPREAD for g in ("cpu", "gpu")},
+    **{f"workers.{g}.topologySpread.topologyKey": {"minLength": 1} for g in ("cpu", "gpu")},
+    "gcsFaultTolerance.redisAddress": {"pattern": r"^(((redis|rediss)://)?[A-Za-z0-9.-]+(:[0-9]+)?)?$"},
+    "gcsFaultTolerance.redisPassword.name": SECRET_NAME,
+    "gcsFaultTolerance.externalStorageNamespace": {"pattern": r"^[A-Za-z0-9._:-]*$"},
+    "gcsFaultTolerance.networkPolicy.cidrs": {"items": {"type": "string"}},
     "networkPolicy.httpsEgressCidrs": {"items": {"type": "string"}},
 }
 

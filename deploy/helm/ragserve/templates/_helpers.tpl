@@ -21,6 +21,11 @@
 {{- include "ragserve.fullname" . | trunc 40 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The ingestion RayJob; KubeRay labels its submitter pod with this name (the NetworkPolicy needs it). */}}
+{{- define "ragserve.ingestJobName" -}}
+{{- printf "%s-ingest" (include "ragserve.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "ragserve.serveServiceName" -}}
 {{- printf "%s-serve" (include "ragserve.rayServiceName" .) }}
 {{- end }}
@@ -97,6 +102,31 @@ keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker o
 
 {{- define "ragserve.gpuGroupEnabled" -}}
 {{- if eq (toString (include "ragserve.app" . | fromYaml).generator.device) "cuda" }}true{{ end }}
+{{- end }}
+
+{{/* Bounds of the GPU group: workers.gpu.{min,max}Replicas, else the generator's autoscaling_config. */}}
+{{- define "ragserve.gpuMinReplicas" -}}
+{{- $gen := (include "ragserve.app" . | fromYaml).generator.deployment.autoscaling_config }}
+{{- ternary $gen.min_replicas .Values.workers.gpu.minReplicas (kindIs "invalid" .Values.workers.gpu.minReplicas) }}
+{{- end }}
+
+{{- define "ragserve.gpuMaxReplicas" -}}
+{{- $gen := (include "ragserve.app" . | fromYaml).generator.deployment.autoscaling_config }}
+{{- ternary $gen.max_replicas .Values.workers.gpu.maxReplicas (kindIs "invalid" .Values.workers.gpu.maxReplicas) }}
+{{- end }}
+
+{{/* Whether the head gets a PodDisruptionBudget: podDisruptionBudget.protectHead, null = while GCS fault
+tolerance is off (then the head's eviction restarts the whole cluster). */}}
+{{- define "ragserve.protectHead" -}}
+{{- $p := .Values.podDisruptionBudget.protectHead }}
+{{- if ternary (not .Values.gcsFaultTolerance.enabled) $p (kindIs "invalid" $p) }}true{{ end }}
+{{- end }}
+
+{{/* Redis of GCS fault tolerance: "host:port" of gcsFaultTolerance.redisAddress (default port 6379). */}}
+{{- define "ragserve.redisPort" -}}
+{{- $addr := .Values.gcsFaultTolerance.redisAddress }}
+{{- $host := (urlParse (ternary $addr (printf "redis://%s" $addr) (contains "://" $addr))).host }}
+{{- ternary (last (splitList ":" $host)) "6379" (contains ":" $host) }}
 {{- end }}
 
 {{/* Environment of every Ray container: secrets by reference, caches on writable volumes. */}}
@@ -185,7 +215,8 @@ keys are Serve's own option names; ragserve.config.ServeOptions); the Reranker o
 
 {{/*
 Pod template of a Ray group. Args: root, component (head|cpu|gpu), image kind, resources, shm,
-nodeSelector, tolerations, affinity, headOnly (bool); optional extraMounts and extraVolumes (lists).
+nodeSelector, tolerations, affinity; optional spread (a workers.*.topologySpread), extraMounts and
+extraVolumes (lists).
 */}}
 {{- define "ragserve.podTemplate" -}}
 {{- $v := .root.Values -}}
@@ -225,6 +256,24 @@ spec:
   {{- with .affinity }}
   affinity:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .spread }}
+  {{- if .whenUnsatisfiable }}
+  # One pod per domain before a second on any: a node drain or a lost node takes only its share of the group.
+  # Per RayCluster (ray.io/cluster, set by KubeRay), so an upgrade's new cluster spreads on its own; nodes the
+  # pods cannot use (tainted, cordoned for a drain) are not domains.
+  topologySpreadConstraints:
+    - maxSkew: 1
+      topologyKey: {{ .topologyKey }}
+      whenUnsatisfiable: {{ .whenUnsatisfiable }}
+      nodeAffinityPolicy: Honor
+      nodeTaintsPolicy: Honor
+      labelSelector:
+        matchLabels:
+          {{- include "ragserve.podSelectorLabels" $.root | nindent 10 }}
+          app.kubernetes.io/component: {{ $.component }}
+      matchLabelKeys: [ray.io/cluster]
+  {{- end }}
   {{- end }}
   containers:
     - name: {{ ternary "ray-head" "ray-worker" (hasSuffix "head" .component) }}
