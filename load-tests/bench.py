@@ -95,7 +95,7 @@ def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
 
     # The same chunks, as the encoder sees them (preparation timed: read, clean, split, hash).
     t0 = time.perf_counter()
-    paths, _ = discover(corpus, cfg.ingest)
+    paths = discover(corpus, cfg.ingest).files
     prepared = [prepare(p, source_for(p, corpus, None), cfg.ingest, ingestor.splitter) for p in paths]
     records = [r for f in prepared for r in f.records()]
     prepare_s = time.perf_counter() - t0

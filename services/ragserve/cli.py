@@ -453,7 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base-url", help="record sources as BASE_URL/relative/path instead of the relative path")
     p.add_argument(
-        "--prune", action="store_true", help="delete chunks of files that are no longer under PATH"
+        "--prune",
+        action="store_true",
+        help="delete the chunks of files that this PATH (or --base-url) wrote and that are gone; "
+        "files that fail to load keep theirs, other roots' and the API's documents are never touched",
     )
     p.add_argument(
         "--rebuild",

@@ -25,7 +25,7 @@ from ragserve.store.milvus import MilvusStore
 from tests.conftest import copy_subset
 
 pytestmark = pytest.mark.slow
-FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "vector"]
+FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "origin", "vector"]
 # Small batches: many blocks, so a fault lands midway through the writes. One embedding actor: on 2 cores a
 # second one spends its model load competing with the first for a job this size (the identity test has two).
 SMALL = {"ingest": {"ray": {"embed_batch_size": 16, "embed_actors": 1}}, "store": {"write_batch_size": 16}}
@@ -120,19 +120,33 @@ def test_ray_ingest_equals_local_ingest(ray_cluster, encoder, corpus_subset: Pat
     assert_same_collection(rows(here), after)
     print(f"edited: {len(before)} old chunks replaced by {changed_ray.chunks_updated}; {len(after)} in all")
 
+    # --prune deletes only what this root wrote and is gone: not a file that fails to load this run (its
+    # stored chunks stay), not another root's documents.
     (corpus_subset / "about" / "limitations.md").unlink()
+    edited.write_bytes(b"\xff\xfe not UTF-8 \xc3\x28")
+    other = tmp_path / "other-root"
+    other.mkdir()
+    (other / "elsewhere.md").write_text("# Elsewhere\n\nA page ingested from another folder.\n")
+    local(here, encoder, other), local(there, encoder, other)
+    kept_edited = {k for k, r in rows(there).items() if r["source"] == "reference/metric.md"}
     pruned_local = local(here, encoder, corpus_subset, prune=True)
     pruned_ray = ingest_on_ray(there, corpus_subset, prune=True)
     assert comparable(pruned_ray) == comparable(pruned_local)
     assert pruned_ray.sources_pruned == 1 and pruned_ray.chunks_written == 0
-    assert_same_collection(rows(here), rows(there))
+    after_prune = rows(there)
+    assert {k for k, r in after_prune.items() if r["source"] == "reference/metric.md"} == kept_edited
+    assert any(r["source"] == "elsewhere.md" for r in after_prune.values())
+    assert not any(r["source"] == "about/limitations.md" for r in after_prune.values())
+    assert_same_collection(rows(here), after_prune)
     print(f"second run: {again.chunks_written} written; pruned: {pruned_ray.chunks_deleted} chunks deleted")
 
     # --rebuild: dropped, then created again by the first writer from the real vectors (no model probe).
+    # A rebuild starts empty: the unreadable file and the other root's page are not in it.
     kept = rows(there)
+    gone = {k for k, r in kept.items() if r["source"] in ("reference/metric.md", "elsewhere.md")}
     rebuilt = ingest_on_ray(there, corpus_subset, rebuild=True)
-    assert rebuilt.rebuilt_from_chunks == len(kept) and rebuilt.chunks_new == len(kept)
-    assert_same_collection(rows(here), rows(there))
+    assert rebuilt.rebuilt_from_chunks == len(kept) and rebuilt.chunks_new == len(kept) - len(gone)
+    assert_same_collection({k: r for k, r in rows(here).items() if k not in gone}, rows(there))
 
 
 def test_ray_ingest_reads_object_storage(ray_cluster, reference, corpus_subset: Path, tmp_path: Path) -> None:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from ragserve.config import AppConfig, load_config
-from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, make_plan
+from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, TextDocument, make_plan
+from ragserve.limits import MAX_DOCUMENTS
 from ragserve.rag import Retriever, local_query_embedder
 from ragserve.store.filters import Filter
-from ragserve.store.milvus import SchemaMismatchError
+from ragserve.store.milvus import MilvusStore, SchemaMismatchError
 
 
 @pytest.fixture(params=["lite", "server"])
@@ -80,7 +81,7 @@ def test_interrupted_update_is_finished_by_the_next_run(
     changed = next(f for f in _prepare_all(ingestor, corpus_subset) if f.source == "reference/index.md")
     half = changed.records()[: len(changed.chunks) // 2]
     store.upsert(half, encoder.embed_documents([r.chunk for r in half]))
-    assert make_plan([changed], store.document_index(), prune=False).write == [changed]
+    assert make_plan([changed], store.document_index()).write == [changed]
 
     report = ingestor.run(corpus_subset)
     assert report.files_written == 1
@@ -94,7 +95,7 @@ def test_interrupted_update_is_finished_by_the_next_run(
 def _prepare_all(ingestor: Ingestor, root: Path) -> list[PreparedFile]:
     from ragserve.ingest.pipeline import discover, prepare, source_for
 
-    paths, _ = discover(root, ingestor.cfg)
+    paths = discover(root, ingestor.cfg).files
     return [prepare(p, source_for(p, root, None), ingestor.cfg, ingestor.splitter) for p in paths]
 
 
@@ -115,6 +116,68 @@ def test_bad_files_are_reported_and_nothing_stored_is_lost(
     with pytest.raises(IngestError, match="no supported files"):
         ingestor.run(empty)
     assert store.count(Filter(("good.md",))) == 1  # still there after the failed runs
+
+
+def test_prune_deletes_only_what_the_run_owns_and_no_longer_finds(
+    tmp_path: Path, encoder, store, app_config
+) -> None:
+    """The reproduction of issue 27: two Markdown files ingested, one overwritten with bytes that are not
+    UTF-8, then ``--prune``; plus a document posted through the API and one from another folder."""
+    docs, other = tmp_path / "docs", tmp_path / "other"
+    docs.mkdir(), other.mkdir()
+    for name in ("first.md", "second.md"):
+        (docs / name).write_text(f"# {name}\n\n" + "Milvus keeps vectors in collections. " * 60)
+    (other / "elsewhere.md").write_text("# Elsewhere\n\nA page from another folder.\n")
+    ingestor = Ingestor(encoder, store, app_config.ingest)
+    ingestor.run(docs)
+    ingestor.run(other)
+    ingestor.ingest_texts([TextDocument("notes/posted", "Posted through the API.")])
+    before = all_ids(store)
+    (docs / "second.md").write_bytes(b"\xff\xfe not UTF-8 \xc3\x28")
+    report = ingestor.run(docs, prune=True)
+    assert [s for s, _ in report.files_failed] == ["second.md"]
+    assert report.sources_pruned == 0 and report.chunks_deleted == 0
+    assert all_ids(store) == before
+
+    (docs / "second.md").unlink()  # gone for real: now it is pruned, and only it
+    report = ingestor.run(docs, prune=True)
+    assert report.sources_pruned == 1 and report.chunks_deleted == len(before["second.md"])
+    assert all_ids(store) == {s: ids for s, ids in before.items() if s != "second.md"}
+
+
+def test_posting_a_thousand_documents_at_once(encoder, store, app_config) -> None:
+    """limits.MAX_DOCUMENTS in one request (the planning look-up names at most 100 sources per filter)."""
+    docs = [
+        TextDocument(f"bulk/{i:04d}.md", f"Document {i} mentions segment {i}.") for i in range(MAX_DOCUMENTS)
+    ]
+    report = Ingestor(encoder, store, app_config.ingest).ingest_texts(docs)
+    assert report.chunks_new == MAX_DOCUMENTS
+    again = Ingestor(encoder, store, app_config.ingest).ingest_texts(docs)
+    assert again.files_unchanged == MAX_DOCUMENTS and again.chunks_written == 0
+
+
+def test_a_repost_within_the_staleness_window_keeps_one_version(encoder, app_config) -> None:
+    """With consistency_level Bounded (production), planning still reads the latest writes: a document
+    posted twice in a row keeps only its second version, and its delete right after finds it."""
+    cfg = app_config.model_copy(
+        update={"store": app_config.store.model_copy(update={"consistency_level": "Bounded"})}
+    )
+    bounded = MilvusStore(cfg.store)
+    try:
+        ingestor = Ingestor(encoder, bounded, cfg.ingest)
+        for round_ in range(3):
+            for version in ("first", "second"):
+                ingestor.ingest_texts(
+                    [TextDocument(f"re/{round_}", f"The {version} version of round {round_}.")]
+                )
+            where = Filter((f"re/{round_}",))
+            (versions,) = bounded.document_index(where).values()
+            assert len(versions) == 1, versions  # the first version was seen, hence replaced
+            # What DELETE checks before deleting: found at once (> 0, not == 1: Milvus 2.3's count(*) may
+            # still include the replaced version's deleted rows).
+            assert bounded.count(where, latest=True) > 0
+    finally:
+        bounded.close()
 
 
 def test_search_finds_the_gold_page_and_filters_by_source(

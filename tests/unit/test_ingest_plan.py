@@ -27,15 +27,25 @@ def test_plan_skips_unchanged_rewrites_changed_and_prunes_gone() -> None:
         prepared("new.md", "h3", 1),
         prepared("partial.md", "h5", 2),
     ]
-    plan = make_plan(files, existing, prune=True)
+    plan = make_plan(files, existing, owned=existing)
     assert plan.unchanged == ["a.md"]
     assert [f.source for f in plan.write] == ["b.md", "new.md", "partial.md"]  # partial: crash mid-write
     assert plan.prune == ["gone.md"]
-    assert make_plan(files, existing, prune=False).prune == []
+    assert make_plan(files, existing).prune == []  # without --prune nothing is owned for pruning
+
+
+def test_prune_keeps_failed_files_and_what_the_run_does_not_own() -> None:
+    existing = {"a.md": {"h1": 3}, "broken.md": {"h2": 5}, "posted": {"h3": 1}, "other-root.md": {"h4": 2}}
+    plan = make_plan(
+        [prepared("a.md", "h1", 3)], existing, owned={"a.md", "broken.md", "gone.md"}, failed=["broken.md"]
+    )
+    # broken.md failed to load this run: kept; posted / other-root.md: written by the API / another root.
+    assert plan.prune == []
+    assert make_plan([], existing, owned={"broken.md"}).prune == ["broken.md"]  # gone for real: pruned
 
 
 def test_mixed_versions_after_a_crash_count_as_changed() -> None:
-    plan = make_plan([prepared("a.md", "new", 2)], {"a.md": {"old": 3, "new": 2}}, prune=False)
+    plan = make_plan([prepared("a.md", "new", 2)], {"a.md": {"old": 3, "new": 2}})
     assert [f.source for f in plan.write] == ["a.md"]
 
 
@@ -77,11 +87,38 @@ def test_discover_filters_hidden_unsupported_and_large(tmp_path: Path) -> None:
     (tmp_path / "b.HTML").write_text("<p>b</p>")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     (tmp_path / "big.txt").write_bytes(b"x" * 2_000_000)
-    found, skipped = discover(tmp_path, IngestConfig(max_file_mb=1))
-    assert [p.name for p in found] == ["a.md", "b.HTML"]
-    assert skipped == 2
+    found = discover(tmp_path, IngestConfig(max_file_mb=1))
+    assert [p.name for p in found.files] == ["a.md", "b.HTML"]
+    assert found.skipped == 1  # image.png
+    assert [(p.name, why) for p, why in found.refused] == [
+        ("big.txt", "larger than ingest.max_file_mb (1.0 MB)")
+    ]
     with pytest.raises(IngestError, match="does not exist"):
         discover(tmp_path / "nope", IngestConfig())
+
+
+def test_discover_refuses_links_that_leave_the_root(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for the index")
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.md").write_text("a")
+    (root / "leak.txt").symlink_to(outside / "secret.txt")
+    (root / "sub" / "alias.md").symlink_to(root / "a.md")  # a link that stays inside is fine
+    found = discover(root, IngestConfig())
+    assert [p.relative_to(root).as_posix() for p in found.files] == ["a.md", "sub/alias.md"]
+    assert [(p.name, why) for p, why in found.refused] == [
+        ("leak.txt", "a link to a file outside the ingested folder")
+    ]
+
+
+def test_origin_is_the_base_url_or_the_resolved_root(tmp_path: Path) -> None:
+    from ragserve.ingest.pipeline import origin_of
+
+    assert origin_of(tmp_path / "a" / ".." / "docs", None) == str(tmp_path / "docs")
+    assert origin_of(tmp_path, "https://docs.example.com/v2") == "https://docs.example.com/v2/"
+    assert origin_of("s3://key:secret@bucket/docs/", None) == "s3://bucket/docs"
 
 
 def test_breadcrumbs_reach_the_records_and_the_embedded_text() -> None:

@@ -33,6 +33,7 @@ from ragserve import environment
 from ragserve.config import AppConfig, EmbedderConfig, IngestConfig, IngestRayConfig, StoreConfig
 from ragserve.ingest.loaders import LoaderError
 from ragserve.ingest.pipeline import (
+    Discovered,
     IngestError,
     IngestPlan,
     IngestReport,
@@ -45,12 +46,14 @@ from ragserve.ingest.pipeline import (
     make_plan,
     make_splitter,
     open_collection,
+    origin_of,
     prepare,
     prune_gone,
     select_files,
     shown,
     source_for,
     source_of,
+    start_report,
 )
 from ragserve.observability import metrics
 from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError, lite_locked
@@ -72,6 +75,7 @@ CHUNK_SCHEMA = pa.schema(
         ("chunk_index", pa.int32()),
         ("doc_hash", pa.string()),
         ("breadcrumb", pa.string()),
+        ("origin", pa.string()),
         ("n_chunks", pa.int32()),
         ("error", pa.string()),
     ]
@@ -88,19 +92,21 @@ class FileDigest:
 
 
 # ---- stages (run in Ray workers) -----------------------------------------------------------------------
-def parse_files(batch: dict[str, np.ndarray], cfg: IngestConfig, uri: str | None) -> pa.Table:
+def parse_files(batch: dict[str, np.ndarray], cfg: IngestConfig, uri: str | None, origin: str) -> pa.Table:
     """Read, clean and chunk files with pipeline.prepare; a LoaderError becomes an error row. ``uri``: the
-    object store root the paths are in (None: local paths)."""
+    object store root the paths are in (None: local paths); ``origin``: the run's (pipeline.origin_of)."""
     splitter = make_splitter(cfg)
     filesystem = _filesystem(uri) if uri else None
     rows: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA.names}
     for path, source in zip(batch["path"], batch["source"], strict=True):
         try:
             if filesystem is None:
-                records = prepare(Path(path), str(source), cfg, splitter).records()
+                records = prepare(Path(path), str(source), cfg, splitter, origin=origin).records()
             else:
                 raw = _read_object(filesystem, str(path))
-                records = prepare(PurePosixPath(path), str(source), cfg, splitter, raw).records()
+                records = prepare(
+                    PurePosixPath(path), str(source), cfg, splitter, raw, origin=origin
+                ).records()
         except LoaderError as err:
             failed = ChunkRecord("", str(source), "", "", -1, "")
             _append(rows, failed, n_chunks=0, error=str(err))
@@ -124,14 +130,17 @@ def _read_object(filesystem: Any, path: str) -> bytes:
         raise LoaderError(f"cannot read object: {err}") from None
 
 
-def discover_files(root: str, cfg: IngestConfig, base_url: str | None) -> tuple[list[tuple[str, str]], int]:
-    """(where to read it, source) of each file to ingest under ``root``, in order, and the count skipped
-    (pipeline.discover's rules). A URI is listed through pyarrow.fs: credentials and endpoint come from the
-    usual variables (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...) or the URI's query (?endpoint_override=)."""
+def discover_files(root: str, cfg: IngestConfig, base_url: str | None) -> Discovered[tuple[str, str]]:
+    """(where to read it, source) of each file to ingest under ``root``, in order, with those skipped and
+    refused (pipeline.discover's rules). A URI is listed through pyarrow.fs: credentials and endpoint come
+    from the usual variables (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...) or the URI's query
+    (?endpoint_override=)."""
     if not is_object_store(root):
         local = Path(root).expanduser().resolve()
-        paths, skipped = discover(local, cfg)
-        return [(str(p), source_for(p, local, base_url)) for p in paths], skipped
+        paths = discover(local, cfg)
+        named = [(str(p), source_for(p, local, base_url)) for p in paths.files]
+        refused = [((str(p), source_for(p, local, base_url)), why) for p, why in paths.refused]
+        return Discovered(named, paths.skipped, refused)
     from pyarrow import fs as pafs
 
     try:  # a bad URI is ValueError (ArrowInvalid), an unreachable or refusing store OSError
@@ -154,8 +163,14 @@ def discover_files(root: str, cfg: IngestConfig, base_url: str | None) -> tuple[
             raise IngestError(f"path does not exist: {shown(root)}")
     except (OSError, ValueError) as err:
         raise IngestError(f"cannot list {shown(root)}: {err}") from None
-    found, skipped = select_files(candidates, cfg)
-    return [(path, source_of(rel, base_url)) for path, rel in found], skipped
+    found = select_files(candidates, cfg)
+
+    def located(item: tuple[str, str]) -> tuple[str, str]:
+        return item[0], source_of(item[1], base_url)
+
+    return Discovered(
+        [located(f) for f in found.files], found.skipped, [(located(f), why) for f, why in found.refused]
+    )
 
 
 def _append(rows: dict[str, list[Any]], r: ChunkRecord, *, n_chunks: int, error: str) -> None:
@@ -167,6 +182,7 @@ def _append(rows: dict[str, list[Any]], r: ChunkRecord, *, n_chunks: int, error:
         ("chunk_index", r.chunk_index),
         ("doc_hash", r.doc_hash),
         ("breadcrumb", r.breadcrumb),
+        ("origin", r.origin),
         ("n_chunks", n_chunks),
         ("error", error),
     ):
@@ -194,8 +210,8 @@ def chunks_of(batch: dict[str, np.ndarray], sources: frozenset[str]) -> dict[str
 
 def records_of(batch: dict[str, np.ndarray]) -> list[ChunkRecord]:
     return [
-        ChunkRecord(str(i), str(s), str(t), str(c), int(n), str(h), str(b))
-        for i, s, t, c, n, h, b in zip(
+        ChunkRecord(str(i), str(s), str(t), str(c), int(n), str(h), str(b), str(o))
+        for i, s, t, c, n, h, b, o in zip(
             batch["id"],
             batch["source"],
             batch["title"],
@@ -203,6 +219,7 @@ def records_of(batch: dict[str, np.ndarray]) -> list[ChunkRecord]:
             batch["chunk_index"],
             batch["doc_hash"],
             batch["breadcrumb"],
+            batch["origin"],
             strict=True,
         )
     ]
@@ -338,40 +355,19 @@ def _run(
     rebuild: bool,
     progress: Progress | None,
 ) -> IngestReport:
-    import ray
-
     started = time.perf_counter()
-    found, skipped = discover_files(root, cfg.ingest, base_url)
-    if not found:
-        raise IngestError(
-            f"no supported files under {shown(root)} (extensions: {', '.join(cfg.ingest.extensions)})"
-        )
-    report = IngestReport(files=len(found), files_skipped=skipped)
-    order = {source: i for i, (_, source) in enumerate(found)}
-
-    files = ray.data.from_items(
-        [{"path": path, "source": source} for path, source in found],
-        override_num_blocks=min(
-            len(found), BLOCKS_PER_WORKER * max(rcfg.parse_concurrency, rcfg.embed_actors)
-        ),
-    )
-    parse: Any = parse_files  # Ray's stubs do not type extra keyword arguments of a batch function
-    parsed = files.map_batches(
-        parse,
-        fn_kwargs={"cfg": cfg.ingest, "uri": root if is_object_store(root) else None},
-        concurrency=rcfg.parse_concurrency,
-        num_cpus=1,
-    ).materialize()  # planning needs every file's hash; the chunks wait in the object store
-    digests, failed = [], []
-    for row in parsed.map_batches(file_rows, batch_format="pyarrow").iter_rows():
-        if row["error"]:
-            failed.append((row["source"], row["error"]))
-        else:
-            digests.append(FileDigest(row["source"], row["doc_hash"], row["n_chunks"]))
-    digests.sort(key=lambda f: order[f.source])
-    for source, reason in sorted(failed, key=lambda f: order[f[0]]):
-        log.warning("skipping %s: %s", source, reason)
-        report.files_failed.append((source, reason))
+    found = discover_files(root, cfg.ingest, base_url)
+    report = start_report(found, lambda f: f[1], shown(root), cfg.ingest)
+    origin = origin_of(root, base_url)
+    order = {source: i for i, (_, source) in enumerate(found.files)}
+    parsed: Any = None
+    digests: list[FileDigest] = []
+    if found.files:
+        parsed, digests, failed = _parse(cfg, rcfg, root, found.files, origin)
+        digests.sort(key=lambda f: order[f.source])
+        for source, reason in sorted(failed, key=lambda f: order[f[0]]):
+            log.warning("skipping %s: %s", source, reason)
+            report.files_failed.append((source, reason))
 
     env = environment.process_env(cfg)
     gpu = {"num_cpus": rcfg.num_cpus_per_actor, "num_gpus": rcfg.num_gpus_per_actor}
@@ -384,10 +380,12 @@ def _run(
     dim = store.vector_dim()
     if dim is not None:
         open_collection(store, dim, model_name, False, report)
-    plan = make_plan(digests, store.document_index() if dim is not None else {}, prune)
+    owned = store.sources_of_origin(origin) if prune and dim is not None else set()
+    failed_sources = [source for source, _ in report.files_failed]
+    plan = make_plan(digests, store.document_index() if dim is not None else {}, owned, failed_sources)
     report.files_unchanged = len(plan.unchanged)
 
-    if plan.write:
+    if plan.write and parsed is not None:
         retry = {"max_restarts": rcfg.max_restarts, "max_task_retries": -1 if rcfg.max_restarts else 0}
         written = parsed.map_batches(
             EmbedChunks,
@@ -408,6 +406,35 @@ def _run(
     prune_gone(store, plan, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _parse(
+    cfg: AppConfig, rcfg: IngestRayConfig, root: str, found: list[tuple[str, str]], origin: str
+) -> tuple[Any, list[FileDigest], list[tuple[str, str]]]:
+    """Read, parse and chunk every file on Ray Data: the materialized chunks, each parsed file's digest, and
+    the (source, reason) of each file that failed to load."""
+    import ray
+
+    files = ray.data.from_items(
+        [{"path": path, "source": source} for path, source in found],
+        override_num_blocks=min(
+            len(found), BLOCKS_PER_WORKER * max(rcfg.parse_concurrency, rcfg.embed_actors)
+        ),
+    )
+    parse: Any = parse_files  # Ray's stubs do not type extra keyword arguments of a batch function
+    parsed = files.map_batches(
+        parse,
+        fn_kwargs={"cfg": cfg.ingest, "uri": root if is_object_store(root) else None, "origin": origin},
+        concurrency=rcfg.parse_concurrency,
+        num_cpus=1,
+    ).materialize()  # planning needs every file's hash; the chunks wait in the object store
+    digests, failed = [], []
+    for row in parsed.map_batches(file_rows, batch_format="pyarrow").iter_rows():
+        if row["error"]:
+            failed.append((row["source"], row["error"]))
+        else:
+            digests.append(FileDigest(row["source"], row["doc_hash"], row["n_chunks"]))
+    return parsed, digests, failed
 
 
 def _finish_as_written(

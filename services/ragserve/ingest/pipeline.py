@@ -5,7 +5,10 @@ Idempotent and crash-safe by construction:
   same rows; ``doc_hash`` covers the cleaned text and the chunking settings;
 - a file is unchanged when the store holds exactly its current hash with the expected chunk count;
 - a changed file's new chunks are written first and its old ones deleted after, so a crash in between leaves
-  both versions, which the next run detects as "changed" and finishes (no duplicates, nothing lost).
+  both versions, which the next run detects as "changed" and finishes (no duplicates, nothing lost);
+- ``--prune`` deletes only what the run owns and no longer finds: sources recorded with the run's origin
+  (its root or base URL) whose files are gone. A file that failed to load this run keeps its chunks, and
+  documents from the API or from another root are never touched.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from ragserve.config import IngestConfig
 from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import Chunk, RecursiveSplitter, StructuredSplitter
 from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document, parse_document
+from ragserve.limits import MAX_FILTER_SOURCES
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
 from ragserve.store.filters import Filter
-from ragserve.store.milvus import ChunkRecord, MilvusStore
+from ragserve.store.milvus import API_ORIGIN, ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (chunks done, chunks total)
@@ -58,6 +62,7 @@ class PreparedFile:
     title: str
     doc_hash: str
     chunks: list[Chunk]
+    origin: str = ""  # the run's origin (see origin_of), recorded with every chunk
 
     @property
     def n_chunks(self) -> int:
@@ -73,6 +78,7 @@ class PreparedFile:
                 i,
                 self.doc_hash,
                 c.breadcrumb,
+                self.origin,
             )
             for i, c in enumerate(self.chunks)
         ]
@@ -91,8 +97,18 @@ class TextDocument:
 class IngestPlan(Generic[F]):
     write: list[F] = field(default_factory=list)  # new or changed files
     unchanged: list[str] = field(default_factory=list)
-    prune: list[str] = field(default_factory=list)  # sources in the store whose files are gone
+    prune: list[str] = field(default_factory=list)  # sources the run owns whose files are gone
     existing: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Discovered(Generic[T]):
+    """What a run found under its root: the files to read, the count left out by extension, and the files
+    refused with a reason (too large, a link leaving the root), reported as failed and never pruned."""
+
+    files: list[T]
+    skipped: int = 0
+    refused: list[tuple[T, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -151,15 +167,27 @@ def document_hash(text: str, title: str, cfg: IngestConfig) -> str:
     return hashlib.sha256(f"{settings}\x00{title}\x00{text}".encode()).hexdigest()[:32]
 
 
-def discover(root: Path, cfg: IngestConfig) -> tuple[list[Path], int]:
-    """Supported files under ``root`` (or ``root`` itself), sorted; plus the count of files skipped."""
+def discover(root: Path, cfg: IngestConfig) -> Discovered[Path]:
+    """Supported files under ``root`` (or ``root`` itself), sorted. A file that resolves outside ``root``
+    (a symbolic link to /etc/..., or into another tree) is refused: ingesting a folder never reads what
+    lies outside it."""
     if not root.exists():
         raise IngestError(f"path does not exist: {root}")
-    candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return select_files(
-        ((p, p.relative_to(root).parts if p != root else (), p.name, p.stat().st_size) for p in candidates),
+    if root.is_file():
+        return select_files([(root, (), root.name, root.stat().st_size)], cfg)
+    real_root = root.resolve()
+    found = select_files(
+        (
+            (p, p.relative_to(root).parts, p.name, p.stat().st_size)
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        ),
         cfg,
     )
+    outside = [p for p in found.files if not p.resolve().is_relative_to(real_root)]
+    found.files = [p for p in found.files if p not in set(outside)]
+    found.refused.extend((p, "a link to a file outside the ingested folder") for p in outside)
+    return found
 
 
 def is_object_store(root: str) -> bool:
@@ -175,24 +203,50 @@ def shown(root: str) -> str:
 
 def select_files(
     candidates: Iterable[tuple[T, tuple[str, ...], str, int]], cfg: IngestConfig
-) -> tuple[list[T], int]:
+) -> Discovered[T]:
     """The files to ingest among (file, the parts of its path under the root, its name, its size in bytes),
-    in order: hidden files and folders left out; other extensions and files over ingest.max_file_mb
-    counted as skipped."""
+    in order: hidden files and folders left out; other extensions counted as skipped; files over
+    ingest.max_file_mb refused (a file that grew past the limit keeps its stored chunks)."""
     max_bytes = int(cfg.max_file_mb * 1024 * 1024)
-    found, skipped = [], 0
+    found: Discovered[T] = Discovered([])
     for item, rel_parts, name, size in candidates:
         if any(part.startswith(".") for part in rel_parts):
             continue  # hidden files and folders (.git, .venv)
         if PurePosixPath(name).suffix.lower() not in cfg.extensions:
-            skipped += 1
-            continue
-        if size > max_bytes:
-            log.warning("skipping %s: larger than ingest.max_file_mb (%s MB)", name, cfg.max_file_mb)
-            skipped += 1
-            continue
-        found.append(item)
-    return found, skipped
+            found.skipped += 1
+        elif size > max_bytes:
+            found.refused.append((item, f"larger than ingest.max_file_mb ({cfg.max_file_mb} MB)"))
+        else:
+            found.files.append(item)
+    return found
+
+
+def origin_of(root: str | Path, base_url: str | None) -> str:
+    """Who owns what a run writes: its base URL, else its root (an absolute local path, or an object store
+    URI without credentials). ``--prune`` deletes only sources recorded with the run's own origin."""
+    if base_url:
+        origin = base_url.rstrip("/") + "/"
+    elif is_object_store(str(root)):
+        origin = shown(str(root)).rstrip("/")
+    else:
+        origin = str(Path(root).expanduser().resolve())
+    if origin == API_ORIGIN:  # cannot happen for the forms above; kept explicit for the reader
+        raise IngestError(f"{origin!r} is reserved for documents written through the API")
+    return origin
+
+
+def start_report(
+    found: Discovered[T], describe: Callable[[T], str], root: str, cfg: IngestConfig
+) -> IngestReport:
+    """The report a run opens with: what was found, and each refused file with its reason (logged too).
+    Raises IngestError when nothing can be ingested."""
+    if not found.files and not found.refused:
+        raise IngestError(f"no supported files under {root} (extensions: {', '.join(cfg.extensions)})")
+    report = IngestReport(files=len(found.files) + len(found.refused), files_skipped=found.skipped)
+    for item, reason in found.refused:
+        log.warning("skipping %s: %s", describe(item), reason)
+        report.files_failed.append((describe(item), reason))
+    return report
 
 
 def source_for(path: Path, root: Path, base_url: str | None) -> str:
@@ -217,34 +271,48 @@ def make_splitter(cfg: IngestConfig) -> Splitter:
 
 
 def prepare(
-    path: PurePath, source: str, cfg: IngestConfig, splitter: Splitter, raw: bytes | None = None
+    path: PurePath,
+    source: str,
+    cfg: IngestConfig,
+    splitter: Splitter,
+    raw: bytes | None = None,
+    *,
+    origin: str = "",
 ) -> PreparedFile:
     """Read, clean and chunk one file (a trace span per file when tracing is on). ``raw``: the file's bytes
     when something else read them (object storage); ``path`` then only names it."""
     with stage("ingest.file", source=source) as span:
         doc = load_document(Path(path)) if raw is None else parse_document(raw, path)
-        prepared = prepare_text(doc, source, cfg, splitter)
+        prepared = prepare_text(doc, source, cfg, splitter, origin)
         span.set_attribute("chunks", len(prepared.chunks))
         return prepared
 
 
-def prepare_text(doc: Document, source: str, cfg: IngestConfig, splitter: Splitter) -> PreparedFile:
+def prepare_text(
+    doc: Document, source: str, cfg: IngestConfig, splitter: Splitter, origin: str = ""
+) -> PreparedFile:
     chunks = splitter(doc.text, doc.title)
     if not chunks:
         raise LoaderError("no text content")
-    return PreparedFile(source, doc.title, document_hash(doc.text, doc.title, cfg), chunks)
+    return PreparedFile(source, doc.title, document_hash(doc.text, doc.title, cfg), chunks, origin)
 
 
-def make_plan(prepared: Sequence[F], existing: dict[str, dict[str, int]], prune: bool) -> IngestPlan[F]:
+def make_plan(
+    prepared: Sequence[F],
+    existing: dict[str, dict[str, int]],
+    owned: Iterable[str] = (),
+    failed: Iterable[str] = (),
+) -> IngestPlan[F]:
+    """Write what is new or changed; prune the ``owned`` sources (recorded with the run's origin; empty
+    without --prune) that are neither among ``prepared`` nor ``failed`` this run."""
     plan: IngestPlan[F] = IngestPlan(existing=existing)
     for f in prepared:
         if existing.get(f.source) == {f.doc_hash: f.n_chunks}:
             plan.unchanged.append(f.source)
         else:
             plan.write.append(f)
-    if prune:
-        present = {f.source for f in prepared}
-        plan.prune = sorted(s for s in existing if s not in present)
+    keep = {f.source for f in prepared} | set(failed)
+    plan.prune = sorted(s for s in set(owned) if s not in keep and s in existing)
     return plan
 
 
@@ -296,7 +364,7 @@ def finish_file(store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report:
 
 
 def prune_gone(store: MilvusStore, plan: IngestPlan[F], report: IngestReport) -> None:
-    """``--prune``: delete every chunk of the sources whose files are no longer under PATH."""
+    """``--prune``: delete every chunk of the sources the run owns whose files are no longer under PATH."""
     for source in plan.prune:
         report.chunks_deleted += sum(plan.existing[source].values())
         store.delete(Filter.of_sources([source]))
@@ -326,22 +394,21 @@ class Ingestor:
         and prepared, so a wrong path or an unreadable tree never costs the collection."""
         started = time.perf_counter()
         root = root.expanduser()
-        paths, skipped = discover(root, self.cfg)
-        if not paths:
-            raise IngestError(
-                f"no supported files under {root} (extensions: {', '.join(self.cfg.extensions)})"
-            )
-        report = IngestReport(files=len(paths), files_skipped=skipped)
+        found = discover(root, self.cfg)
+        report = start_report(found, lambda p: source_for(p, root, base_url), str(root), self.cfg)
+        origin = origin_of(root, base_url)
         prepared: list[PreparedFile] = []
-        for path in paths:
+        for path in found.files:
             source = source_for(path, root, base_url)
             try:
-                prepared.append(prepare(path, source, self.cfg, self.splitter))
+                prepared.append(prepare(path, source, self.cfg, self.splitter, origin=origin))
             except LoaderError as err:
                 log.warning("skipping %s: %s", source, err)
                 report.files_failed.append((source, str(err)))
         open_collection(self.store, self.encoder.dim, self.encoder.model_name, rebuild, report)
-        plan = make_plan(prepared, self.store.document_index(), prune)
+        owned = self.store.sources_of_origin(origin) if prune else set()
+        failed = [source for source, _ in report.files_failed]
+        plan = make_plan(prepared, self.store.document_index(), owned, failed)
         self._apply(plan, report, progress)
         report.seconds = time.perf_counter() - started
         return report
@@ -358,9 +425,8 @@ class Ingestor:
             if not text:
                 raise ValueError(f"documents.{i}.text: document text is empty")
             try:
-                prepared.append(
-                    prepare_text(Document(text, doc.title or doc.source), doc.source, self.cfg, self.splitter)
-                )
+                document = Document(text, doc.title or doc.source)
+                prepared.append(prepare_text(document, doc.source, self.cfg, self.splitter, API_ORIGIN))
             except LoaderError as err:
                 raise ValueError(f"documents.{i}.text: {err}") from None
         return self._ingest_prepared(prepared)
@@ -370,8 +436,13 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport(files=len(prepared))
         self.store.ensure_collection(self.encoder.dim, self.encoder.model_name)
-        existing = self.store.document_index(Filter.of_sources(f.source for f in prepared))
-        self._apply(make_plan(prepared, existing, prune=False), report, None)
+        existing: dict[str, dict[str, int]] = {}
+        sources = [f.source for f in prepared]
+        for start in range(0, len(sources), MAX_FILTER_SOURCES):  # a filter names at most this many
+            existing |= self.store.document_index(
+                Filter.of_sources(sources[start : start + MAX_FILTER_SOURCES])
+            )
+        self._apply(make_plan(prepared, existing), report, None)
         report.seconds = time.perf_counter() - started
         return report
 

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from ragserve.config import AppConfig, SamplingConfig
@@ -279,7 +280,8 @@ class RagService:
 
     async def delete_document(self, source: str) -> dict[str, Any]:
         where = Filter.of_sources([source])
-        count = await asyncio.to_thread(self.store.count, where)
+        # The latest writes (Strong): under Bounded, a document posted a moment ago would look absent (404).
+        count = await asyncio.to_thread(partial(self.store.count, where, latest=True))
         if count == 0:
             raise ApiError(404, "not_found", f"no chunks stored for source {source!r}", "source")
         await asyncio.to_thread(self.store.delete, where)

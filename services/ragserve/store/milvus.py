@@ -33,13 +33,21 @@ from pymilvus import (
 )
 
 from ragserve.config import AppConfig, StoreConfig
-from ragserve.store.filters import Filter, compile_filter, stale_chunks
+from ragserve.store.filters import Filter, compile_filter, quote, stale_chunks
 
 log = logging.getLogger(__name__)
 
 VECTOR_FIELD = "vector"
 TEXT_FIELD = "search_text"  # breadcrumb + chunk: BM25's input
 SPARSE_FIELD = "sparse"  # BM25 output, filled by Milvus on insert
+# Who wrote a document: the root or base URL of the ingest run, or "api". `ingest --prune` deletes only the
+# sources of its own origin, so documents posted through the API or ingested from another folder survive.
+ORIGIN_FIELD = "origin"
+API_ORIGIN = "api"
+PRUNE_REBUILD_HINT = (
+    "it predates ownership records, so --prune cannot tell which documents this run owns: rebuild it with "
+    "`ragserve ingest PATH --rebuild`, or run without --prune"
+)
 OUTPUT_FIELDS = ["source", "title", "chunk", "chunk_index", "doc_hash"]
 # Lowercased words, English stop words removed, Snowball-stemmed. Identifiers survive as tokens: the
 # standard tokenizer keeps `IVF_SQ8` and `io_setup` whole and splits `mmap.enabled` into its words.
@@ -56,6 +64,7 @@ MAX_CHUNK_BYTES = 65535
 MAX_SOURCE_BYTES = 2048
 MAX_TITLE_BYTES = 1024
 EMBEDDER_PROPERTY = "ragserve.embedder"
+STRONG = "Strong"  # the consistency level of reads that plan writes and deletes
 BM25_SINCE = (2, 5)  # the first Milvus server release with BM25 functions and sparse-vector indexes
 
 
@@ -82,6 +91,7 @@ class ChunkRecord:
     chunk_index: int
     doc_hash: str
     breadcrumb: str = ""  # "Title > Section > ..." of the chunk (the title alone without structure)
+    origin: str = ""  # ORIGIN_FIELD: the ingest run's root or base URL, or API_ORIGIN
 
     @property
     def search_text(self) -> str:
@@ -162,6 +172,7 @@ class MilvusStore:
         self.collection = cfg.collection
         self.require_bm25 = require_bm25
         self.has_sparse = False  # the collection has the BM25 field (known after ensure_collection)
+        self.has_origin = False  # the collection records each document's origin (ORIGIN_FIELD)
         # The Milvus Lite file (None for a server URI).
         self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
         if self.lite_path is not None:
@@ -271,6 +282,7 @@ class MilvusStore:
         schema.add_field("chunk", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field(ORIGIN_FIELD, DataType.VARCHAR, max_length=MAX_SOURCE_BYTES)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
         index.add_index(
@@ -320,6 +332,7 @@ class MilvusStore:
             properties={EMBEDDER_PROPERTY: embedder_model},
         )
         self.has_sparse = with_bm25
+        self.has_origin = True
         log.info(
             "created collection %s (dim=%d, %s, %s, %s)",
             self.collection,
@@ -333,6 +346,7 @@ class MilvusStore:
         desc = self._rpc("describe_collection", self.client.describe_collection, self.collection)
         fields = {f["name"]: f for f in desc.get("fields", [])}
         self.has_sparse = SPARSE_FIELD in fields and TEXT_FIELD in fields
+        self.has_origin = ORIGIN_FIELD in fields
         vector = fields.get(VECTOR_FIELD)
         if vector is None or "doc_hash" not in fields:
             raise SchemaMismatchError(
@@ -401,6 +415,7 @@ class MilvusStore:
                 "chunk": _clip(r.chunk, MAX_CHUNK_BYTES),
                 "chunk_index": r.chunk_index,
                 "doc_hash": r.doc_hash,
+                **({ORIGIN_FIELD: _clip(r.origin, MAX_SOURCE_BYTES)} if self.has_origin else {}),
                 VECTOR_FIELD: v,
                 **({TEXT_FIELD: _clip(r.search_text, MAX_CHUNK_BYTES)} if self.has_sparse else {}),
             }
@@ -432,27 +447,54 @@ class MilvusStore:
         count = res.get("delete_count", 0) if isinstance(res, dict) else len(res)
         return int(count)
 
-    def count(self, where: Filter | None = None) -> int:
+    def count(self, where: Filter | None = None, *, latest: bool = False) -> int:
+        """``latest``: see every write acknowledged so far (Strong), whatever store.consistency_level says;
+        for reads that decide a write or a delete."""
         rows = self._rpc(
             "count",
             self.client.query,
             self.collection,
             filter=compile_filter(where),
             output_fields=["count(*)"],
-            consistency_level=self.cfg.consistency_level,
+            consistency_level=STRONG if latest else self.cfg.consistency_level,
             timeout=self.cfg.timeout_s,
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
     # ---- reads --------------------------------------------------------------------------------------
     def document_index(self, where: Filter | None = None) -> dict[str, dict[str, int]]:
-        """source -> {doc_hash: chunk count}: what ingestion compares against to skip unchanged files."""
+        """source -> {doc_hash: chunk count}: what ingestion plans against to skip unchanged files. Read at
+        Strong consistency: under Bounded, a document written a moment ago would look absent and its
+        re-post would keep both versions."""
         index: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for row in self._iterate(["source", "doc_hash"], compile_filter(where)):
+        for row in self._iterate(["source", "doc_hash"], compile_filter(where), latest=True):
             index[row["source"]][row["doc_hash"]] += 1
         return {s: dict(h) for s, h in index.items()}
 
-    def _iterate(self, fields: list[str], expr: str = "", batch_size: int = 1000) -> Iterable[dict[str, Any]]:
+    def sources_of_origin(self, origin: str) -> set[str]:
+        """The sources last written by an ingest run of ``origin`` (its root or base URL), read at Strong
+        consistency: what that run may prune."""
+        if not self.has_origin:
+            raise SchemaMismatchError(f"collection {self.collection!r}: {PRUNE_REBUILD_HINT}")
+        expr = f"{ORIGIN_FIELD} == {quote(origin)}"
+        return {row["source"] for row in self._iterate(["source"], expr, latest=True)}
+
+    def _iterate(
+        self, fields: list[str], expr: str = "", batch_size: int = 1000, *, latest: bool = False
+    ) -> Iterable[dict[str, Any]]:
+        if latest:
+            # A Strong query first waits until the query nodes hold every acknowledged write; the iterator
+            # then reads at its usual level and sees them. (Strong on the iterator itself is no substitute:
+            # a server older than 2.4 gives it no session timestamp, and it then read nothing here.)
+            self._rpc(
+                "query",
+                self.client.query,
+                self.collection,
+                filter=expr,
+                output_fields=["count(*)"],
+                consistency_level=STRONG,
+                timeout=self.cfg.timeout_s,
+            )
         it = self._rpc(
             "query_iterator",
             self.client.query_iterator,
