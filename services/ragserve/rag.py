@@ -252,7 +252,7 @@ class RagPipeline:
         t_prompt = time.perf_counter()
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
         with stage("prompt.build", contexts=len(found.hits)):
-            built = self.prompt.build(question, found.hits, sampling.max_tokens, req.history)
+            built = await self.prompt.build_async(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
         if not self.retriever.covers(found):
             async for event in self._not_covered(found.hits, timings, started):

@@ -301,3 +301,16 @@ def test_two_writers_creating_the_same_collection_both_succeed(tmp_path: Path) -
         for store in (first, late, wrong):
             store.close()
         server.stop()
+
+
+def test_stats_count_in_milvus_without_scanning_the_collection(
+    corpus_subset: Path, encoder, store, app_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = Ingestor(encoder, store, app_config.ingest).run(corpus_subset)
+
+    def no_scan(*args: object, **kwargs: object) -> None:
+        raise AssertionError("stats must not read every row through the client")
+
+    monkeypatch.setattr(store, "_iterate", no_scan)
+    stats = store.stats()
+    assert (stats["chunks"], stats["documents"]) == (report.chunks_new, report.files_written)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 
 from ragserve.app import build_app, config_from_args, serve_config
 from ragserve.config import load_config
+from ragserve.limits import MAX_CHAT_CHARS, MAX_MESSAGES
 from tests.integration.serving import (
     API_KEY,
     APP,
@@ -132,6 +134,52 @@ def test_search_filters_and_bad_input(served) -> None:
         assert res.json()["error"]["field"] == field and res.json()["error"]["message"]
     res = post("/v1/query", {"question": "   "})
     assert res.status_code == 422 and res.json()["error"]["field"] == "question"
+
+
+def test_a_hostile_chat_is_refused_while_searches_go_on(served) -> None:
+    """Issue 27: a chat over the character bound gets 422 at validation; one within it but over the model's
+    context gets 422 after one bounded prompt build off the event loop; searches on the same replica keep
+    answering meanwhile. Figures are printed (the stall benchmark's), not asserted."""
+    # The largest chat each bound lets through: MAX_CHAT_CHARS of text is over this app's body limit (413),
+    # a body just under that limit passes validation and is refused at the prompt (question too long).
+    over = [
+        {"role": "user", "content": "segment " * (MAX_CHAT_CHARS // MAX_MESSAGES // 8 + 1)}
+    ] * MAX_MESSAGES
+    per_message = (served.cfg.router.max_body_bytes - 4096) // MAX_MESSAGES - 40  # JSON framing per message
+    within = [
+        {"role": ("user", "assistant")[i % 2], "content": "compaction " * (per_message // 11)}
+        for i in range(MAX_MESSAGES - 1)
+    ] + [{"role": "user", "content": QUESTION}]
+    assert sum(len(m["content"]) for m in within) < MAX_CHAT_CHARS
+
+    def search_ms() -> float:
+        started = time.perf_counter()
+        assert post("/v1/search", {"query": "hamming distance", "top_k": 3}).status_code == 200
+        return (time.perf_counter() - started) * 1000
+
+    alone = sorted(search_ms() for _ in range(20))
+    refusals: list[tuple[int, str, float]] = []
+
+    def hostile() -> None:
+        for messages in (over, within) * 3:
+            started = time.perf_counter()
+            res = post("/v1/chat/completions", {"messages": messages})
+            refusals.append((res.status_code, res.json()["error"]["field"], time.perf_counter() - started))
+
+    sender = threading.Thread(target=hostile)
+    sender.start()
+    during = []
+    while sender.is_alive() or len(during) < 20:
+        during.append(search_ms())
+    sender.join()
+    assert {(code, field) for code, field, _ in refusals} == {(413, "body"), (422, "question")}
+    during.sort()
+    rejects = sorted(1000 * s for _, _, s in refusals)
+    print(
+        f"hostile chats refused in {rejects[len(rejects) // 2]:.0f} ms p50 (max {rejects[-1]:.0f}); searches "
+        f"p50/p99 alone {alone[10]:.1f}/{alone[-1]:.1f} ms, during {during[len(during) // 2]:.1f}/"
+        f"{during[int(len(during) * 0.99)]:.1f} ms ({len(during)} searches)"
+    )
 
 
 def test_openai_client_unchanged(served) -> None:

@@ -27,7 +27,7 @@ from ragserve.config import IngestConfig
 from ragserve.embedder.encoder import DocumentEncoder
 from ragserve.ingest.chunker import Chunk, RecursiveSplitter, StructuredSplitter
 from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_document, parse_document
-from ragserve.limits import MAX_FILTER_SOURCES
+from ragserve.limits import MAX_FILTER_SOURCES, check_source
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
 from ragserve.store.filters import Filter
@@ -291,6 +291,10 @@ def prepare(
 def prepare_text(
     doc: Document, source: str, cfg: IngestConfig, splitter: Splitter, origin: str = ""
 ) -> PreparedFile:
+    try:
+        check_source(source)
+    except ValueError as err:  # a file whose relative path (or URL) is too long to store whole
+        raise LoaderError(str(err)) from None
     chunks = splitter(doc.text, doc.title)
     if not chunks:
         raise LoaderError("no text content")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ragserve import limits
 from ragserve.store.filters import Filter as StoreFilter
@@ -119,6 +119,11 @@ class DocumentIn(_Strict):
     )
     title: str | None = Field(None, max_length=limits.MAX_TITLE_CHARS)
 
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, source: str) -> str:
+        return limits.check_source(source)
+
 
 class DocumentsRequest(_Strict):
     documents: list[DocumentIn] = Field(..., min_length=1, max_length=limits.MAX_DOCUMENTS)
@@ -152,6 +157,16 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str | None = Field(None, max_length=256)
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=limits.MAX_MESSAGES)
+
+    @field_validator("messages")
+    @classmethod
+    def _bound_text(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """The whole conversation is templated and tokenized for every request: bound its size here."""
+        total = sum(len(m.text()) for m in messages)
+        if total > limits.MAX_CHAT_CHARS:
+            raise ValueError(f"at most {limits.MAX_CHAT_CHARS} characters in all messages (got {total})")
+        return messages
+
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)

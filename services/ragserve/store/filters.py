@@ -9,15 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ragserve.limits import MAX_FILTER_SOURCES, MAX_SOURCE_CHARS
-
-
-def _check_value(value: str, what: str) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_SOURCE_CHARS:
-        raise ValueError(f"{what}: each value must be 1..{MAX_SOURCE_CHARS} characters")
-    if any(ord(c) < 32 and c != "\t" for c in value):
-        raise ValueError(f"{what}: control characters are not allowed in filter values")
-    return value
+from ragserve.limits import MAX_FILTER_SOURCES, check_source
 
 
 @dataclass(frozen=True)
@@ -32,9 +24,9 @@ class Filter:
         if len(self.sources) > MAX_FILTER_SOURCES:
             raise ValueError(f"sources: at most {MAX_FILTER_SOURCES} (got {len(self.sources)})")
         for s in self.sources:
-            _check_value(s, "sources")
+            check_source(s, "sources")
         if self.source_prefix is not None:
-            _check_value(self.source_prefix, "source_prefix")
+            check_source(self.source_prefix, "source_prefix")
             if "\\" in self.source_prefix:  # Milvus' LIKE has no escape for a literal backslash
                 raise ValueError("source_prefix: backslashes are not supported in a prefix")
 

@@ -33,6 +33,7 @@ from pymilvus import (
 )
 
 from ragserve.config import AppConfig, StoreConfig
+from ragserve.limits import MAX_SOURCE_BYTES
 from ragserve.store.filters import Filter, compile_filter, quote, stale_chunks
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ BM25_ANALYZER = {
 }
 REBUILD_HINT = "rebuild it with `ragserve ingest PATH --rebuild`, or set retrieval.mode: dense"
 MAX_CHUNK_BYTES = 65535
-MAX_SOURCE_BYTES = 2048
 MAX_TITLE_BYTES = 1024
 EMBEDDER_PROPERTY = "ragserve.embedder"
 STRONG = "Strong"  # the consistency level of reads that plan writes and deletes
@@ -410,7 +410,7 @@ class MilvusStore:
         rows = [
             {
                 "id": r.id,
-                "source": _clip(r.source, MAX_SOURCE_BYTES),
+                "source": r.source,  # checked whole at every entry point (limits.check_source), never cut
                 "title": _clip(r.title, MAX_TITLE_BYTES),
                 "chunk": _clip(r.chunk, MAX_CHUNK_BYTES),
                 "chunk_index": r.chunk_index,
@@ -450,11 +450,14 @@ class MilvusStore:
     def count(self, where: Filter | None = None, *, latest: bool = False) -> int:
         """``latest``: see every write acknowledged so far (Strong), whatever store.consistency_level says;
         for reads that decide a write or a delete."""
+        return self._count(compile_filter(where), latest=latest)
+
+    def _count(self, expr: str, *, latest: bool = False) -> int:
         rows = self._rpc(
             "count",
             self.client.query,
             self.collection,
-            filter=compile_filter(where),
+            filter=expr,
             output_fields=["count(*)"],
             consistency_level=STRONG if latest else self.cfg.consistency_level,
             timeout=self.cfg.timeout_s,
@@ -574,15 +577,17 @@ class MilvusStore:
         return _hits(results[0], query)
 
     def stats(self) -> dict[str, Any]:
+        """Chunks and documents in two count queries, whatever the collection's size (no scan through the
+        client). A document is counted by its first chunk, so one caught between its old and new version
+        counts twice until the old one is deleted."""
         if not self.has_collection():
             return {"collection": self.collection, "exists": False, "chunks": 0, "documents": 0}
         self.load()
-        docs = self.document_index()
         return {
             "collection": self.collection,
             "exists": True,
-            "chunks": sum(sum(h.values()) for h in docs.values()),
-            "documents": len(docs),
+            "chunks": self._count(""),
+            "documents": self._count("chunk_index == 0"),
             "uri": self.cfg.uri
             if self.cfg.is_lite
             else self.cfg.uri.split("@")[-1]
