@@ -518,7 +518,8 @@ class RouterConfig(_Section):
         30.0,
         gt=0,
         le=3600,
-        description="503 when the generator yields no token within this (dead/restarting).",
+        description="503 when the generator yields no token within this (dead/restarting); a stream whose "
+        "next token takes longer ends with an error event.",
     )
     max_top_k: int = Field(50, ge=1, le=1000, description="Largest top_k a client may ask for.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
@@ -534,6 +535,20 @@ class AppConfig(_Section):
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(os.environ),
         description="Per-user state: the Milvus Lite file and generated models.",
+    document_writes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="POST /v1/documents requests one router replica runs at once; more get 429 with "
+        "Retry-After, so ingestion through the API cannot starve searches of the replica's threads.",
+    )
+    embed_documents_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="One embedding call of a document write (up to ingest.write_group_chunks chunks) slower "
+        "than this fails the write with 504; what was written before stays (writes are idempotent).",
+    )
     )
     hf_offline: bool = Field(True, description="Set HF_HUB_OFFLINE=1: load models only from disk.")
     embedder: EmbedderConfig = Field(description="Query/document encoder.")

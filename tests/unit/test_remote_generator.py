@@ -22,8 +22,15 @@ class ScriptedResponse:
     """What ``handle.generate.remote()`` returns: sent to a replica after ``send_s``, then each batch of
     deltas after ``token_s``."""
 
-    def __init__(self, batches: list[list[GenerationDelta]], send_s: float = 0.0, token_s: float = 0.0):
+    def __init__(
+        self,
+        batches: list[list[GenerationDelta]],
+        send_s: float = 0.0,
+        token_s: float = 0.0,
+        stall_at: int | None = None,  # the batch before which the replica stalls (60 s)
+    ):
         self.batches, self.send_s, self.token_s = list(batches), send_s, token_s
+        self.stall_at, self.served = stall_at, 0
         self.sent = False
         self.cancelled = False
 
@@ -36,7 +43,8 @@ class ScriptedResponse:
 
     async def __anext__(self) -> list[GenerationDelta]:
         await self._fetch_future_result_async()
-        await asyncio.sleep(self.token_s)
+        await asyncio.sleep(60 if self.served == self.stall_at else self.token_s)
+        self.served += 1
         if not self.batches:
             raise StopAsyncIteration
         return self.batches.pop(0)
@@ -122,6 +130,23 @@ def test_the_installed_serve_has_the_call_submit_waits_on() -> None:
     assert asyncio.iscoroutinefunction(DeploymentResponseGenerator._fetch_future_result_async)
 
 
+def test_a_stream_that_stalls_mid_answer_ends_with_a_generator_error() -> None:
+    response = ScriptedResponse([[delta("Hel", 1)], [delta("lo", 2)], [delta("!", 3)]], stall_at=1)
+    seen: list[str] = []
+
+    async def main() -> None:
+        deltas = await submit(response, timeout_s=0.2)
+        try:
+            async for d in deltas:
+                seen.append(d.text)
+        finally:
+            await deltas.aclose()
+
+    with pytest.raises(GeneratorError, match="no token within"):
+        asyncio.run(asyncio.wait_for(main(), 5))  # not the 60 s of the stall
+    assert seen == ["Hel"] and response.cancelled
+
+
 class CoveringRetriever:
     """Retrieval that always says the question is covered (the pipeline's other side, not under test)."""
 
@@ -135,7 +160,7 @@ class CoveringRetriever:
 
 
 class IdsPrompt:
-    def build(self, *_: Any) -> Any:
+    async def build_async(self, *_: Any) -> Any:
         from types import SimpleNamespace
 
         return SimpleNamespace(token_ids=[1, 2, 3], dropped=0)

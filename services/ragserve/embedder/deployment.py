@@ -59,8 +59,16 @@ class RemoteEmbedder:
     for all of them.
     """
 
-    def __init__(self, handle: Any, model_name: str, dim: int, max_per_call: int):
+    def __init__(
+        self,
+        handle: Any,
+        model_name: str,
+        dim: int,
+        max_per_call: int,
+        documents_timeout_s: float | None = None,
+    ):
         self.handle = handle
+        self.documents_timeout_s = documents_timeout_s  # router.embed_documents_timeout_s
         self.model_name = model_name
         self.dim = dim
         self.max_per_call = max_per_call
@@ -69,9 +77,11 @@ class RemoteEmbedder:
         self._loop = asyncio.get_running_loop()  # the replica's: embed_documents calls the handle there
 
     @classmethod
-    async def connect(cls, handle: Any, max_per_call: int) -> RemoteEmbedder:
+    async def connect(
+        cls, handle: Any, max_per_call: int, documents_timeout_s: float | None = None
+    ) -> RemoteEmbedder:
         info = await handle.info.remote()
-        return cls(handle, str(info["model"]), int(info["dim"]), max_per_call)
+        return cls(handle, str(info["model"]), int(info["dim"]), max_per_call, documents_timeout_s)
 
     async def embed_queries(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -108,5 +118,7 @@ class RemoteEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Called from a worker thread (ingestion runs off the event loop): the call runs on the loop."""
-        vectors = result_from_thread(self._loop, lambda: self.handle.embed_documents.remote(list(texts)))
+        vectors = result_from_thread(
+            self._loop, lambda: self.handle.embed_documents.remote(list(texts)), self.documents_timeout_s
+        )
         return np.asarray(vectors, dtype=np.float32)

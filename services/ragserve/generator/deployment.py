@@ -88,7 +88,8 @@ class RemoteGenerator:
     ``submit`` returns once Serve has sent the request to a replica, so the router writes the sources while
     the engine prefills. The first delta must arrive within ``first_token_timeout_s`` of the submit: while
     the only replica is dead or restarting, requests fail fast with GeneratorError (503) instead of waiting
-    for the request timeout.
+    for the request timeout. Each later delta must come within the same time of the one before (a stream
+    that stalls mid-answer ends with an in-band error instead of holding the connection open).
     """
 
     def __init__(self, handle: Any, model_name: str, first_token_timeout_s: float = 30.0):
@@ -147,7 +148,12 @@ class RemoteDeltas:
             return
         for delta in first:
             yield delta
-        async for batch in self._stream:
+        while True:  # the same bound between tokens: a replica that stalls mid-answer ends the stream
+            loop = asyncio.get_running_loop()
+            try:
+                batch = await _within(anext(self._stream), loop.time() + self._timeout_s, self._timeout_s)
+            except StopAsyncIteration:
+                return
             for delta in batch:
                 yield delta
 

@@ -76,7 +76,9 @@ class RouterDeployment:
         self._embedder_handle = embedder
         self._generator_handle = generator
         self._reranker_handle = reranker
-        remote_embedder = await RemoteEmbedder.connect(embedder, cfg.embedder.max_batch_size)
+        remote_embedder = await RemoteEmbedder.connect(
+            embedder, cfg.embedder.max_batch_size, cfg.router.embed_documents_timeout_s
+        )
         # Several replicas share one Milvus Lite through its owner's gRPC server, asked once per replica
         # start and per owner move, not per request.
         self._lite_handle = lite_server

@@ -34,6 +34,8 @@ from ragserve.router.models import (
 )
 from ragserve.store.filters import Filter
 
+DOCUMENT_WRITE_RETRY_AFTER_S = 1.0  # Retry-After of a document write refused while others run
+
 
 class ApiError(Exception):
     """An error with an HTTP status, a type and the offending field (rendered as {"error": {...}})."""
@@ -82,6 +84,7 @@ class RagService:
         self.generator = pipeline.generator
         self.ingestor = ingestor
         self.checks = checks or {}
+        self._writes = asyncio.Semaphore(cfg.router.document_writes)
         self.created = int(time.time())
 
     # ---- helpers --------------------------------------------------------------------------------------
@@ -274,8 +277,19 @@ class RagService:
 
     # ---- documents ------------------------------------------------------------------------------------
     async def add_documents(self, req: DocumentsRequest) -> dict[str, Any]:
-        docs = [TextDocument(d.source, d.text, d.title) for d in req.documents]
-        report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_texts, docs)
+        """At most router.document_writes at once per replica: a write holds a worker thread for as long as
+        its chunks take to embed, and searches need those threads too. More are refused at once (429)."""
+        if self._writes.locked():
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"{self.cfg.router.document_writes} document write(s) already running here; retry shortly",
+                None,
+                DOCUMENT_WRITE_RETRY_AFTER_S,
+            )
+        async with self._writes:
+            docs = [TextDocument(d.source, d.text, d.title) for d in req.documents]
+            report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_texts, docs)
         return report.as_dict()
 
     async def delete_document(self, source: str) -> dict[str, Any]:
