@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ragserve.config import TINY_LLAMA, GeneratorConfig, SamplingConfig
+from ragserve.config import SMOLLM2, TINY_LLAMA, GeneratorConfig, SamplingConfig
 from ragserve.observability.metrics import in_serve_replica
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,16 @@ class TextGenerator(Protocol):
 
 
 def resolve_model(cfg: GeneratorConfig, cache_dir: Path) -> str:
+    """The path or hub name vLLM loads. The project's own specs are materialized into ``cache_dir`` on first
+    use; a missing package raises an OSError that names the install command (the CLI's exit 3)."""
     if cfg.model == TINY_LLAMA:
         from ragserve.generator.tiny_model import ensure_tiny_llama
 
         return str(ensure_tiny_llama(cache_dir))
+    if cfg.model == SMOLLM2:
+        from ragserve.generator.smollm import ensure_smollm2
+
+        return str(ensure_smollm2(cache_dir))
     return cfg.model
 
 
@@ -96,6 +102,7 @@ def sampling_params(sampling: SamplingConfig, seed: int | None = None):  # -> vl
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         max_tokens=sampling.max_tokens,
+        repetition_penalty=sampling.repetition_penalty,
         seed=seed,
         output_kind=RequestOutputKind.DELTA,
     )
