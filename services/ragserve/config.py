@@ -321,6 +321,10 @@ class PromptConfig(_Section):
     top_k: int = Field(5, ge=1, le=100, description="Chunks retrieved per question by default.")
 
 
+# How a chat follow-up's retrieval query is built (ragserve/conversation.py).
+ConversationMethod = Literal["last", "append", "fused", "rewrite"]
+
+
 class RetrievalConfig(_Section):
     """How chunks are found: dense vectors only, or dense + Milvus BM25 full-text search fused in one call."""
 
@@ -352,6 +356,22 @@ class RetrievalConfig(_Section):
         le=1000,
         description="Keep at most this many chunks of one source in the top_k (more sources, broader "
         "context); the ranking is drawn from `candidates` chunks. null: no limit.",
+    )
+    conversation: ConversationMethod = Field(
+        "fused",
+        description="How a chat follow-up's retrieval query is built from the conversation (a one-turn chat "
+        "always searches its message alone): last (the last user message), append (with the earlier user "
+        "messages), fused (RRF of both searches), rewrite (the Generator rewrites it into a standalone "
+        "question; fused when that fails or is slow). A request's `conversation` overrides it.",
+    )
+    conversation_turns: int = Field(
+        3, ge=1, le=50, description="Earlier user messages that append and fused add, newest first."
+    )
+    rewrite_timeout_s: float = Field(
+        8.0, gt=0, le=120, description="A rewrite slower than this is abandoned for the fused query."
+    )
+    rewrite_max_tokens: int = Field(
+        64, ge=8, le=512, description="Longest rewritten question the Generator may produce."
     )
     min_relevance: float | None = Field(
         None,

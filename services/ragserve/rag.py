@@ -8,6 +8,7 @@ is the one place that wires it, for every caller.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -15,15 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from ragserve.config import AppConfig, RetrievalConfig, SamplingConfig
+from ragserve.config import AppConfig, ConversationMethod, RetrievalConfig, SamplingConfig
+from ragserve.conversation import RetrievalQuery, appended, clean_rewrite, fuse, rewrite_messages
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
-from ragserve.limits import check_question, check_top_k
+from ragserve.limits import MAX_QUESTION_CHARS, check_question, check_top_k
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
 from ragserve.store.filters import Filter
 from ragserve.store.milvus import Hit, MilvusStore
 
+log = logging.getLogger(__name__)
 QueryEmbedder = Callable[[list[str]], Awaitable[np.ndarray]]
 # (question, passages) -> one relevance score per passage, higher is better (a cross-encoder).
 Rerank = Callable[[str, Sequence[str]], Awaitable[np.ndarray]]
@@ -62,6 +65,10 @@ class RagRequest:
     history: Sequence[dict[str, str]] = ()  # earlier chat turns, oldest first
     request_id: str | None = None  # the engine's id (abort, logs)
     rerank: bool | None = None  # None: rerank when a reranker is deployed
+    # A chat's user/assistant turns before the question, oldest first (no operator lines): what a follow-up's
+    # retrieval query is built from (conversation.py); empty for a one-turn chat or a plain query.
+    turns: Sequence[dict[str, str]] = ()
+    conversation: ConversationMethod | None = None  # None: retrieval.conversation
 
 
 @dataclass
@@ -78,6 +85,7 @@ class Retrieved:
     hits: list[Hit]
     timings: dict[str, float]
     contexts_dropped: int
+    query: RetrievalQuery  # what was searched, and how (a chat's follow-up: conversation.py)
     grounded: bool = True  # False: nothing relevant was found, the answer says so (no generation)
 
 
@@ -248,14 +256,14 @@ class RagPipeline:
         started = time.perf_counter()
         question = check_question(req.question)
         sampling = req.sampling
-        found = await self.retriever.search(question, req.top_k or self.top_k, req.where, req.rerank)
+        found, query = await self._retrieve(question, req)
         t_prompt = time.perf_counter()
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
         with stage("prompt.build", contexts=len(found.hits)):
             built = await self.prompt.build_async(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
         if not self.retriever.covers(found):
-            async for event in self._not_covered(found.hits, timings, started):
+            async for event in self._not_covered(found.hits, timings, started, query):
                 yield event
             return
         t_gen = time.perf_counter()
@@ -265,7 +273,7 @@ class RagPipeline:
         completion_tokens, finish = 0, None
         engine: dict[str, float] = {}
         try:
-            yield Retrieved(found.hits, dict(timings), built.dropped)
+            yield Retrieved(found.hits, dict(timings), built.dropped, query)
             # Entered after the yield above (which returns to another task): a span is entered and left in
             # one task. It stays open across the yields below and ends with the last delta.
             with stage("generate", prompt_tokens=len(built.token_ids)) as span:
@@ -297,14 +305,82 @@ class RagPipeline:
         yield Done(usage, timings, finish)
 
     async def _not_covered(
-        self, hits: list[Hit], timings: dict[str, float], started: float
+        self, hits: list[Hit], timings: dict[str, float], started: float, query: RetrievalQuery
     ) -> AsyncIterator[Event]:
         """Abstain: say the documents do not cover the question, without calling the generator."""
         metrics.ABSTENTIONS.inc()
-        yield Retrieved(hits, dict(timings), 0, grounded=False)
+        yield Retrieved(hits, dict(timings), 0, query, grounded=False)
         yield Delta(self.not_covered_answer)
         timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=_ms(started))
         yield Done({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, timings, "stop")
+
+    async def _retrieve(self, question: str, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
+        """Search for the question, or for what a chat's follow-up means (conversation.py)."""
+        top_k = req.top_k or self.top_k
+        cfg = self.retriever.cfg
+        earlier = [t["content"] for t in req.turns if t["role"] == "user"]
+        method = req.conversation or cfg.conversation
+        if not earlier or method == "last":
+            return await self._search(question, top_k, req), RetrievalQuery(question, "last")
+        if method == "rewrite":
+            started = time.perf_counter()
+            rewritten, fallback = await self._rewrite(question, req)
+            rewrite_ms = _ms(started)
+            if rewritten is not None:
+                found, query = await self._search(rewritten, top_k, req), RetrievalQuery(rewritten, "rewrite")
+            else:
+                found, fused = await self._fused(question, earlier, top_k, req)
+                query = RetrievalQuery(fused.text, fused.method, fallback)
+            found.timings["rewrite_ms"] = rewrite_ms
+            return found, query
+        if method == "append":
+            text = appended(question, earlier, cfg.conversation_turns)
+            return await self._search(text, top_k, req), RetrievalQuery(text, "append")
+        return await self._fused(question, earlier, top_k, req)
+
+    async def _search(self, text: str, top_k: int, req: RagRequest) -> SearchResult:
+        return await self.retriever.search(text, top_k, req.where, req.rerank)
+
+    async def _fused(
+        self, question: str, earlier: list[str], top_k: int, req: RagRequest
+    ) -> tuple[SearchResult, RetrievalQuery]:
+        """The follow-up alone and with the conversation, searched at once and fused by reciprocal rank."""
+        cfg = self.retriever.cfg
+        text = appended(question, earlier, cfg.conversation_turns)
+        alone, together = await asyncio.gather(
+            self._search(question, top_k, req), self._search(text, top_k, req)
+        )
+        fused = fuse([alone.hits, together.hits], 2 * top_k, cfg.rrf_k)
+        hits = cap_per_source(fused, cfg.max_chunks_per_source, top_k)
+        # The two searches ran side by side: each stage took as long as its slower side.
+        timings = {k: max(alone.timings.get(k, 0.0), together.timings.get(k, 0.0)) for k in together.timings}
+        best = max(alone.best_similarity, together.best_similarity)
+        return SearchResult(hits, timings, best), RetrievalQuery(text, "fused")
+
+    async def _rewrite(self, question: str, req: RagRequest) -> tuple[str | None, str | None]:
+        """The follow-up rewritten by the Generator as a standalone question, or (None, why not)."""
+        cfg = self.retriever.cfg
+        messages = rewrite_messages(question, req.turns, MAX_QUESTION_CHARS)
+        sampling = req.sampling.model_copy(update={"temperature": 0.0, "max_tokens": cfg.rewrite_max_tokens})
+
+        async def generate() -> str:
+            ids = await self.prompt.encode_async(messages)
+            request_id = f"{req.request_id}-rewrite" if req.request_id else None
+            deltas = await self.generator.submit(ids, sampling, request_id)
+            try:
+                return "".join([d.text async for d in deltas])
+            finally:
+                await deltas.aclose()
+
+        try:
+            text = await asyncio.wait_for(generate(), cfg.rewrite_timeout_s)
+        except TimeoutError:
+            return None, f"rewrite took longer than retrieval.rewrite_timeout_s ({cfg.rewrite_timeout_s} s)"
+        except Exception as err:  # a generator down or refusing: retrieval must still answer
+            log.warning("rewrite of a follow-up failed", exc_info=True)
+            return None, f"rewrite failed ({type(err).__name__})"
+        rewritten = clean_rewrite(text, question)
+        return (rewritten, None) if rewritten else (None, "rewrite gave no usable question")
 
     async def start(self, req: RagRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
         """Run retrieval and prompt building now (bad input fails here, before any stream starts);

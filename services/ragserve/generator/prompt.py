@@ -106,6 +106,12 @@ class PromptBuilder:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
+    async def encode_async(self, messages: list[dict[str, str]]) -> list[int]:
+        """``encode_messages`` on the builder's worker thread (another prompt, e.g. a follow-up's rewrite)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._worker, partial(self.encode_messages, messages)
+        )
+
     async def build_async(
         self,
         question: str,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ragserve import limits
+from ragserve.config import ConversationMethod
 from ragserve.store.filters import Filter as StoreFilter
 
 
@@ -180,6 +181,11 @@ class ChatRequest(BaseModel):
     filter: Filter | None = Field(None, description="ragserve extension: metadata filter.")
     rerank: bool | None = Field(
         None, description="ragserve extension: rerank with the cross-encoder (null: when deployed)."
+    )
+    conversation: ConversationMethod | None = Field(
+        None,
+        description="ragserve extension: how a follow-up's retrieval query is built from the conversation "
+        "(last, append, fused, rewrite; null: retrieval.conversation).",
     )
 
 

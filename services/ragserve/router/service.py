@@ -183,11 +183,12 @@ class RagService:
             )
         last = users[-1]
         question = req.messages[last].text()
-        history = [
+        turns = [
             {"role": m.role, "content": m.text()}
             for m in req.messages[:last]
             if m.role in ("user", "assistant") and m.text().strip()
         ]
+        history = list(turns)
         operator = "\n".join(
             m.text() for m in req.messages if m.role in ("system", "developer") and m.text().strip()
         )
@@ -203,6 +204,8 @@ class RagService:
             history,
             uuid.uuid4().hex,
             req.rerank,
+            turns,
+            req.conversation,
         )
 
     async def chat(self, req: ChatRequest) -> dict[str, Any]:
@@ -223,6 +226,7 @@ class RagService:
             ],
             "usage": done.usage,
             "sources": [hit_dict(h, with_chunk=False) for h in retrieved.hits],
+            **retrieved.query.as_dict(),
             "grounded": retrieved.grounded,
             "timings": done.timings,
         }
@@ -245,9 +249,12 @@ class RagService:
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
             return sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
 
+        # The chunk text too, unlike the JSON answer: a streaming client (the playground) has no other way
+        # to show what an answer was built from; a JSON client can ask /v1/search.
         yield chunk(
             {"role": "assistant", "content": ""},
-            sources=[hit_dict(h, with_chunk=False) for h in retrieved.hits],
+            sources=[hit_dict(h) for h in retrieved.hits],
+            **retrieved.query.as_dict(),
             grounded=retrieved.grounded,
         )
         try:
@@ -255,7 +262,7 @@ class RagService:
                 if isinstance(event, Delta):
                     yield chunk({"content": event.text})
                 elif isinstance(event, Done):
-                    yield chunk({}, event.finish_reason or "stop")
+                    yield chunk({}, event.finish_reason or "stop", timings=event.timings)
                     if include_usage:
                         yield sse({**base, "choices": [], "usage": event.usage})
         except Exception as err:  # headers are already sent: report in-band (the openai client raises it)
