@@ -517,6 +517,40 @@ class ObservabilityConfig(_Section):
     )
 
 
+# What an API key or token may do (router/auth.py maps routes to these).
+ScopeName = Literal["read", "write", "admin"]
+
+
+def read_only() -> list[ScopeName]:
+    return ["read"]
+
+
+class OidcConfig(_Section):
+    """Bearer JWTs from an OpenID Connect issuer, checked against its published keys."""
+
+    issuer: str = Field(description="The tokens' `iss`, exactly (e.g. https://idp.example.com/realms/x).")
+    audience: str = Field(description="The `aud` a token must carry for this API.")
+    jwks_url: str | None = Field(None, description="Where the issuer publishes its keys (JWKS).")
+    jwks_file: Path | None = Field(
+        None, description="The issuer's keys (JWKS JSON) on disk, instead of a URL."
+    )
+    jwks_cache_s: int = Field(
+        300, ge=0, le=86400, description="How long keys fetched from jwks_url are kept."
+    )
+    tenant_claim: str = Field("tenant", description="The claim naming the caller's tenant (absent: default).")
+    groups_claim: str = Field("groups", description="The claim listing the caller's groups.")
+    default_scopes: list[ScopeName] = Field(
+        default_factory=read_only, description="Scopes of a token without a `scope` claim."
+    )
+    leeway_s: int = Field(30, ge=0, le=600, description="Clock skew allowed on exp/nbf/iat.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OidcConfig:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("router.auth.oidc: set exactly one of jwks_url and jwks_file")
+        return self
+
+
 class AuthConfig(_Section):
     api_keys_env: str = Field(
         "RAGSERVE_API_KEYS", description="Environment variable with comma-separated API keys (from a Secret)."
@@ -524,7 +558,14 @@ class AuthConfig(_Section):
     key_sha256: list[str] = Field(
         default_factory=list, description="Accepted keys as SHA-256 hex digests (no plaintext in config)."
     )
-    required: bool = Field(False, description="Refuse to start without at least one key.")
+    keys_file: Path | None = Field(
+        None,
+        description="YAML list of {name, key_sha256, tenant, groups, scopes}: one principal per key (mount "
+        "it from a Secret). Keys from api_keys_env and key_sha256 stay the operator's: tenant default, "
+        "every group and scope.",
+    )
+    oidc: OidcConfig | None = Field(None, description="Accept OIDC bearer tokens (JWTs) as well as keys.")
+    required: bool = Field(False, description="Refuse to start without at least one key or OIDC.")
     rate_limit_per_minute: int | None = Field(
         None,
         ge=1,

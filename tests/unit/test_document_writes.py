@@ -68,3 +68,18 @@ def test_an_embedding_call_that_hangs_fails_the_write_within_its_timeout() -> No
             await asyncio.to_thread(embedder.embed_documents, ["text"])  # ingestion's worker thread
 
     asyncio.run(asyncio.wait_for(main(), 10))  # not the 60 s of the hang
+
+
+def test_writes_are_logged_with_their_principal(caplog: pytest.LogCaptureFixture) -> None:
+    from ragserve.router.auth import Principal
+
+    cfg = load_config()
+    ingestor = HeldIngestor()
+    ingestor.release.set()
+    pipeline = SimpleNamespace(retriever=SimpleNamespace(store=None), generator=None)
+    service = RagService(cfg, pipeline, ingestor)  # type: ignore[arg-type]
+    body = DocumentsRequest.model_validate({"documents": [{"source": "hr/pay.md", "text": "x"}]})
+    with caplog.at_level("INFO", logger="ragserve.router.service"):
+        asyncio.run(service.add_documents(body, Principal("alice", "acme")))
+    (line,) = [r.getMessage() for r in caplog.records if "written by" in r.getMessage()]
+    assert line.startswith("documents written by alice (tenant acme)") and "hr/pay.md" in line

@@ -23,6 +23,7 @@ from ray.serve.exceptions import BackPressureError
 from ragserve.generator.engine import GeneratorError
 from ragserve.generator.prompt import PromptTooLongError
 from ragserve.reranker.deployment import RerankerError
+from ragserve.router.auth import ANONYMOUS, Principal
 from ragserve.router.guard import GuardMiddleware, GuardSettings
 from ragserve.router.instrument import RequestMetrics
 from ragserve.router.models import (
@@ -98,6 +99,12 @@ def _stream(events: AsyncIterator[str]) -> StreamingResponse:
 
 
 def create_api(
+def principal_of(request: Request) -> Principal:
+    """Who is asking, as the guard identified them (router/auth.py); ANONYMOUS with authentication off."""
+    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+    return principal
+
+
     service: RagService,
     guard: GuardSettings,
     timeout_s: float,
@@ -177,12 +184,12 @@ def create_api(
 
     # ---- documents --------------------------------------------------------------------------------------
     @api.post("/v1/documents")
-    async def add_documents(body: DocumentsRequest) -> Any:
-        return await guarded(service.add_documents(body), timeout_s)
+    async def add_documents(body: DocumentsRequest, request: Request) -> Any:
+        return await guarded(service.add_documents(body, principal_of(request)), timeout_s)
 
     @api.delete("/v1/documents/{source:path}")
-    async def delete_document(source: str) -> Any:
-        return await guarded(service.delete_document(source), timeout_s)
+    async def delete_document(source: str, request: Request) -> Any:
+        return await guarded(service.delete_document(source, principal_of(request)), timeout_s)
 
     @api.get("/v1/collections/stats")
     async def collection_stats() -> Any:

@@ -24,6 +24,7 @@ from ragserve.observability.metrics import node_metrics_text
 from ragserve.rag import build_pipeline
 from ragserve.reranker.deployment import RemoteReranker
 from ragserve.router.api import create_api
+from ragserve.router.auth import OidcVerifier, load_keys_file
 from ragserve.router.guard import GuardSettings
 from ragserve.router.service import RagService
 from ragserve.store.milvus import MilvusStore, StoreError
@@ -37,10 +38,15 @@ def guard_settings(
     """Admission settings from config and the keys in ``$auth.api_keys_env`` (filled from a Secret)."""
     env = dict(os.environ) if environ is None else environ
     keys = [k.strip() for k in env.get(auth.api_keys_env, "").split(",") if k.strip()]
-    settings = GuardSettings.build(keys, auth.key_sha256, auth.rate_limit_per_minute, max_body_bytes)
-    if auth.required and not settings.key_digests:
+    principals = load_keys_file(auth.keys_file) if auth.keys_file else {}
+    oidc = OidcVerifier(auth.oidc) if auth.oidc else None
+    settings = GuardSettings.build(
+        keys, auth.key_sha256, auth.rate_limit_per_minute, max_body_bytes, principals, oidc
+    )
+    if auth.required and not settings.enabled:
         raise RuntimeError(
-            f"router.auth.required is set but ${auth.api_keys_env} and key_sha256 hold no keys"
+            f"router.auth.required is set but ${auth.api_keys_env}, key_sha256, keys_file and oidc "
+            "give no way in"
         )
     return settings
 

@@ -1,4 +1,6 @@
-"""Admission in front of the API: API keys, failed-authentication lockout, per-key rate limits, body size.
+"""Admission in front of the API: who is asking (router/auth.py: API keys, OIDC tokens) and whether that
+principal has the route's scope, failed-authentication lockout, per-principal rate limits, body size.
+The principal goes to the app in ``scope["state"]["principal"]`` (``request.state.principal``).
 
 A pure ASGI middleware (not BaseHTTPMiddleware) so streamed responses and client disconnects pass
 through untouched. Keys are compared as SHA-256 digests with ``hmac.compare_digest`` and never logged.
@@ -7,7 +9,6 @@ All state (token buckets, failure counts) is per router replica: N replicas admi
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragserve.router.auth import ANONYMOUS, OidcVerifier, Principal, digest, looks_like_jwt, required_scope
 from ragserve.router.models import error_body
 
 Scope = MutableMapping[str, Any]
@@ -37,10 +39,6 @@ AUTH_TRACKED_ADDRESSES = 10_000
 MAX_ADDRESS_CHARS = 64  # an IPv6 address is at most 45; a forged X-Forwarded-For is cut to this
 
 log = logging.getLogger(__name__)
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -105,28 +103,46 @@ class FailedAuthLimiter:
 
 @dataclass
 class GuardSettings:
-    key_digests: list[str] = field(default_factory=list)  # empty: authentication off
-    rate_per_minute: int | None = None  # per key; without keys one bucket for every client
+    key_digests: list[str] = field(default_factory=list)  # the operator's keys: default tenant, everything
+    principals: dict[str, Principal] = field(default_factory=dict)  # keys file: digest -> principal
+    oidc: OidcVerifier | None = None
+    rate_per_minute: int | None = None  # per principal; without authentication one bucket for every client
     max_body_bytes: int = 10 * 1024 * 1024
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     failed_auth: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
 
     @classmethod
     def build(
-        cls, keys: Iterable[str], digests: Iterable[str], rate_per_minute: int | None, max_body: int
+        cls,
+        keys: Iterable[str],
+        digests: Iterable[str],
+        rate_per_minute: int | None,
+        max_body: int,
+        principals: dict[str, Principal] | None = None,
+        oidc: OidcVerifier | None = None,
     ) -> GuardSettings:
         all_digests = [digest(k) for k in keys if k] + [d.removeprefix("sha256:").lower() for d in digests]
-        return cls(all_digests, rate_per_minute, max_body)
+        return cls(all_digests, principals or {}, oidc, rate_per_minute, max_body)
 
-    def identify(self, presented: str | None) -> str | None:
-        """The matching key digest, or None. Compares against every digest (no early exit)."""
+    @property
+    def enabled(self) -> bool:
+        return bool(self.key_digests or self.principals or self.oidc)
+
+    def identify(self, presented: str | None) -> Principal | None:
+        """The principal of a key or token, or None. Keys are compared against every digest (no early
+        exit); a JWT goes to the OIDC verifier when one is configured."""
         if not presented:
             return None
+        if self.oidc is not None and looks_like_jwt(presented):
+            return self.oidc.verify(presented)
         candidate = digest(presented)
         match = None
         for known in self.key_digests:
             if hmac.compare_digest(candidate, known):
-                match = known
+                match = Principal(f"key:{known[:12]}")
+        for known, principal in self.principals.items():
+            if hmac.compare_digest(candidate, known):
+                match = principal
         return match
 
 
@@ -185,8 +201,8 @@ class GuardMiddleware:
             return
         s = self.settings
         headers = _headers(scope)
-        identity = "anonymous"
-        if s.key_digests:
+        principal = ANONYMOUS
+        if s.enabled:
             address = client_address(scope, headers)
             locked_s = s.failed_auth.retry_after(address)
             if locked_s:  # before the key is looked at: see FailedAuthLimiter
@@ -208,13 +224,18 @@ class GuardMiddleware:
                     send,
                     401,
                     "authentication_error",
-                    "a valid API key is required (Authorization: Bearer KEY)",
+                    "a valid API key or token is required (Authorization: Bearer KEY)",
                 )
                 return
-            identity = match
+            principal = match
+            needed = required_scope(scope.get("method", "GET"), scope.get("path", ""))
+            if needed is not None and needed not in principal.scopes:
+                await _reject(send, 403, "permission_denied", f"this key lacks the {needed!r} scope")
+                return
+        scope.setdefault("state", {})["principal"] = principal
         if s.rate_per_minute:
             bucket = s.buckets.setdefault(
-                identity, TokenBucket(s.rate_per_minute / 60, max(1, s.rate_per_minute / 6))
+                principal.name, TokenBucket(s.rate_per_minute / 60, max(1, s.rate_per_minute / 6))
             )
             wait = bucket.take()
             if wait:

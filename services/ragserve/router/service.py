@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from ragserve.rag import (
     collect,
     hit_dict,
 )
+from ragserve.router.auth import ANONYMOUS, Principal
 from ragserve.router.models import (
     ChatRequest,
     DocumentsRequest,
@@ -34,6 +36,7 @@ from ragserve.router.models import (
 )
 from ragserve.store.filters import Filter
 
+log = logging.getLogger(__name__)
 DOCUMENT_WRITE_RETRY_AFTER_S = 1.0  # Retry-After of a document write refused while others run
 
 
@@ -283,7 +286,7 @@ class RagService:
         }
 
     # ---- documents ------------------------------------------------------------------------------------
-    async def add_documents(self, req: DocumentsRequest) -> dict[str, Any]:
+    async def add_documents(self, req: DocumentsRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
         """At most router.document_writes at once per replica: a write holds a worker thread for as long as
         its chunks take to embed, and searches need those threads too. More are refused at once (429)."""
         if self._writes.locked():
@@ -297,15 +300,28 @@ class RagService:
         async with self._writes:
             docs = [TextDocument(d.source, d.text, d.title) for d in req.documents]
             report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_texts, docs)
+        log.info(
+            "documents written by %s (tenant %s): %s",
+            principal.name,
+            principal.tenant,
+            json.dumps({"sources": [d.source for d in docs][:20], **report.as_dict()}),
+        )
         return report.as_dict()
 
-    async def delete_document(self, source: str) -> dict[str, Any]:
+    async def delete_document(self, source: str, principal: Principal = ANONYMOUS) -> dict[str, Any]:
         where = Filter.of_sources([source])
         # The latest writes (Strong): under Bounded, a document posted a moment ago would look absent (404).
         count = await asyncio.to_thread(partial(self.store.count, where, latest=True))
         if count == 0:
             raise ApiError(404, "not_found", f"no chunks stored for source {source!r}", "source")
         await asyncio.to_thread(self.store.delete, where)
+        log.info(
+            "document %r deleted by %s (tenant %s): %d chunks",
+            source,
+            principal.name,
+            principal.tenant,
+            count,
+        )
         return {"source": source, "deleted_chunks": count}
 
     async def stats(self) -> dict[str, Any]:

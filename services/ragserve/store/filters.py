@@ -38,6 +38,27 @@ class Filter:
         return cls(sources=found)
 
 
+@dataclass(frozen=True)
+class Access:
+    """Whose documents a caller may read or change: one tenant's, and of those the ones without groups or
+    sharing one of ``groups`` (None: every group). The store ANDs it into every expression it sends, so a
+    client filter can narrow it but never widen it."""
+
+    tenant: str
+    groups: frozenset[str] | None = None
+
+
+def compile_access(access: Access) -> str:
+    """Milvus' expression of an Access (the ``tenant`` and ``groups`` fields of the chunk schema)."""
+    expr = f"tenant == {quote(access.tenant)}"
+    if access.groups is None:
+        return expr
+    if not access.groups:
+        return f"{expr} and array_length(groups) == 0"
+    listed = ", ".join(quote(g) for g in sorted(access.groups))
+    return f"{expr} and (array_length(groups) == 0 or array_contains_any(groups, [{listed}]))"
+
+
 def quote(value: str) -> str:
     """A Milvus string literal: backslashes and double quotes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
