@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_DEPENDENCY = 0, 1, 2, 3
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a crash must not read as "some files skipped" (1)
+EXIT_BUSY = 75  # sysexits.h EX_TEMPFAIL: another ingest holds the collection's lease; retrying later works
 SHUTDOWN_TIMEOUT_S = 30  # `ragserve serve`: Serve's orderly shutdown before Ray's processes are stopped
 
 
@@ -142,6 +143,7 @@ EVAL_MODES = ("dense", "hybrid", "rerank")
 
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.ingest.pipeline import IngestError, Ingestor, is_object_store, shown
+    from ragserve.store.lease import LeaseBusyError, LeaseLostError
     from ragserve.store.milvus import SchemaMismatchError
 
     progress = None
@@ -178,6 +180,8 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
                     )
                 except (IngestError, SchemaMismatchError) as err:
                     raise CliError(str(err), EXIT_USAGE) from None
+                except (LeaseBusyError, LeaseLostError) as err:
+                    raise CliError(str(err), EXIT_BUSY) from None
                 finally:
                     if bar is not None:
                         bar.close()
@@ -185,9 +189,14 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     finally:
         if stop_tracing is not None:
             stop_tracing()  # flushes the spans
-    if report.rebuilt_from_chunks is not None:
-        dropped = report.rebuilt_from_chunks
-        print(f"rebuild: dropped collection {cfg.store.collection!r} ({dropped} chunks)", file=con.err)
+    if report.rebuild_switch is not None:
+        done = report.rebuild_switch
+        replaced = f"; the previous {done.previous} ({report.rebuilt_from_chunks} chunks) was dropped"
+        print(
+            f"rebuild: {cfg.store.collection!r} now names collection {done.collection} (switched in "
+            f"{done.switch_s * 1000:.1f} ms){replaced if done.previous else ''}",
+            file=con.err,
+        )
     for source, reason in report.files_failed:
         print(f"warning: skipped {source}: {reason}", file=con.err)
     if args.json:
@@ -201,6 +210,7 @@ def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
     """``--ray [ADDRESS]``: the same plan on Ray Data; progress is Ray Data's own (on a terminal)."""
     from ragserve.ingest.distributed import ingest_on_ray
     from ragserve.ingest.pipeline import IngestError
+    from ragserve.store.lease import LeaseBusyError, LeaseLostError
     from ragserve.store.milvus import SchemaMismatchError
 
     try:
@@ -215,6 +225,8 @@ def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
         )
     except (IngestError, SchemaMismatchError) as err:
         raise CliError(str(err), EXIT_USAGE) from None
+    except (LeaseBusyError, LeaseLostError) as err:
+        raise CliError(str(err), EXIT_BUSY) from None
 
 
 def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
@@ -461,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rebuild",
         action="store_true",
-        help="drop the collection first and ingest PATH into a new one (e.g. to add the BM25 field)",
+        help="ingest PATH into a new collection and switch the name to it when complete (e.g. to add the "
+        "BM25 field); searches keep answering from the current one meanwhile, which is dropped after",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(

@@ -39,13 +39,11 @@ from ragserve.ingest.pipeline import (
     IngestReport,
     Progress,
     discover,
-    drop_for_rebuild,
     embed_text,
     finish_file,
     is_object_store,
     make_plan,
     make_splitter,
-    open_collection,
     origin_of,
     prepare,
     prune_gone,
@@ -54,8 +52,10 @@ from ragserve.ingest.pipeline import (
     source_for,
     source_of,
     start_report,
+    target_collection,
 )
 from ragserve.observability import metrics
+from ragserve.store.lease import Lease
 from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError, lite_locked
 
 log = logging.getLogger(__name__)
@@ -355,31 +355,51 @@ def _run(
     rebuild: bool,
     progress: Progress | None,
 ) -> IngestReport:
+    """The run holds the collection's lease (store/lease.py) throughout; ``rebuild`` writes into a new
+    collection that takes over the name at the end (pipeline.target_collection): the writers get its name
+    in their StoreConfig, so they write there and the first one creates it."""
     started = time.perf_counter()
     found = discover_files(root, cfg.ingest, base_url)
     report = start_report(found, lambda f: f[1], shown(root), cfg.ingest)
     origin = origin_of(root, base_url)
-    order = {source: i for i, (_, source) in enumerate(found.files)}
-    parsed: Any = None
-    digests: list[FileDigest] = []
-    if found.files:
-        parsed, digests, failed = _parse(cfg, rcfg, root, found.files, origin)
-        digests.sort(key=lambda f: order[f.source])
-        for source, reason in sorted(failed, key=lambda f: order[f[0]]):
-            log.warning("skipping %s: %s", source, reason)
-            report.files_failed.append((source, reason))
+    with Lease(store, f"ingest --ray {origin}") as lease:
+        order = {source: i for i, (_, source) in enumerate(found.files)}
+        parsed: Any = None
+        digests: list[FileDigest] = []
+        if found.files:
+            parsed, digests, failed = _parse(cfg, rcfg, root, found.files, origin)
+            digests.sort(key=lambda f: order[f.source])
+            for source, reason in sorted(failed, key=lambda f: order[f[0]]):
+                log.warning("skipping %s: %s", source, reason)
+                report.files_failed.append((source, reason))
+        with target_collection(store, rebuild, report) as target:
+            _write(cfg, rcfg, target, parsed, digests, origin, prune, report, progress)
+            lease.check()  # before a rebuild's switch: a run that lost its lease must not switch
+    report.seconds = time.perf_counter() - started
+    return report
 
+
+def _write(
+    cfg: AppConfig,
+    rcfg: IngestRayConfig,
+    store: MilvusStore,
+    parsed: Any,
+    digests: list[FileDigest],
+    origin: str,
+    prune: bool,
+    report: IngestReport,
+    progress: Progress | None,
+) -> None:
+    """Plan against ``store`` (the collection or a rebuild's new one), embed and write, delete stale."""
     env = environment.process_env(cfg)
     gpu = {"num_cpus": rcfg.num_cpus_per_actor, "num_gpus": rcfg.num_gpus_per_actor}
     model_name = cfg.embedder.model
-    if rebuild:
-        drop_for_rebuild(store, report)
     # An existing collection is checked here (model, metric, BM25) and its dimension by each writer. A new
     # one is created by the first writer from the real vectors: no model load on the driver just for its
     # dimension (the model may need the GPU workers' hardware anyway).
     dim = store.vector_dim()
     if dim is not None:
-        open_collection(store, dim, model_name, False, report)
+        store.ensure_collection(dim, model_name)
     owned = store.sources_of_origin(origin) if prune and dim is not None else set()
     failed_sources = [source for source, _ in report.files_failed]
     plan = make_plan(digests, store.document_index() if dim is not None else {}, owned, failed_sources)
@@ -404,8 +424,6 @@ def _run(
         )
         _finish_as_written(written, store, plan, report, progress)
     prune_gone(store, plan, report)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _parse(

@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Generic, Protocol, TypeVar
@@ -30,7 +31,9 @@ from ragserve.ingest.loaders import Document, LoaderError, clean_text, load_docu
 from ragserve.limits import MAX_FILTER_SOURCES, check_source
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
+from ragserve.store import rebuild as rebuild_store
 from ragserve.store.filters import Filter
+from ragserve.store.lease import Lease
 from ragserve.store.milvus import API_ORIGIN, ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
@@ -122,7 +125,8 @@ class IngestReport:
     chunks_updated: int = 0
     chunks_deleted: int = 0
     sources_pruned: int = 0
-    rebuilt_from_chunks: int | None = None  # --rebuild: chunks of the collection it dropped
+    rebuilt_from_chunks: int | None = None  # --rebuild: chunks of the collection it replaced
+    rebuild_switch: rebuild_store.Switch | None = None  # --rebuild: the new collection, the switch time
     seconds: float = 0.0
 
     @property
@@ -338,19 +342,28 @@ def embed_text(record: ChunkRecord, with_title: bool) -> str:
     return record.search_text if with_title else record.chunk
 
 
-def open_collection(
-    store: MilvusStore, dim: int, model_name: str, rebuild: bool, report: IngestReport
-) -> None:
-    """Create or check the collection; ``rebuild`` drops it first (callers do so only after PATH was read)."""
-    if rebuild:
-        drop_for_rebuild(store, report)
-    store.ensure_collection(dim, model_name)
-
-
-def drop_for_rebuild(store: MilvusStore, report: IngestReport) -> None:
-    if store.has_collection():
-        report.rebuilt_from_chunks = store.count()
-        store.drop()
+@contextmanager
+def target_collection(store: MilvusStore, rebuild: bool, report: IngestReport) -> Iterator[MilvusStore]:
+    """The store a run writes into. Without ``rebuild``: ``store`` itself. With it: a new collection, built
+    while the current one keeps answering searches, that takes over store.collection (an alias switch,
+    store/rebuild.py) when the block completes; dropped instead when the block fails, or when nothing was
+    written (every file failed to load: the current collection is worth more than an empty one)."""
+    if not rebuild:
+        yield store
+        return
+    new = rebuild_store.begin(store)
+    previous = store.count(latest=True) if store.has_collection() else None
+    try:
+        yield new
+    except BaseException:
+        rebuild_store.abandon(new)
+        raise
+    if report.chunks_written == 0:
+        log.warning("rebuild wrote nothing: %s keeps its current collection", store.collection)
+        rebuild_store.abandon(new)
+        return
+    report.rebuilt_from_chunks = previous
+    report.rebuild_switch = rebuild_store.switch(store, new)
 
 
 def finish_file(store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report: IngestReport) -> None:
@@ -394,26 +407,32 @@ class Ingestor:
         rebuild: bool = False,
         progress: Progress | None = None,
     ) -> IngestReport:
-        """``rebuild``: drop the collection and write everything anew, but only once PATH has been read
-        and prepared, so a wrong path or an unreadable tree never costs the collection."""
+        """``rebuild``: write everything anew into a new collection that replaces the current one when it is
+        complete (searches keep answering from the current one meanwhile). The run holds the collection's
+        lease (store/lease.py) from the start: a second run against the same collection is refused with
+        LeaseBusyError instead of deleting this one's chunks."""
         started = time.perf_counter()
         root = root.expanduser()
         found = discover(root, self.cfg)
         report = start_report(found, lambda p: source_for(p, root, base_url), str(root), self.cfg)
         origin = origin_of(root, base_url)
-        prepared: list[PreparedFile] = []
-        for path in found.files:
-            source = source_for(path, root, base_url)
-            try:
-                prepared.append(prepare(path, source, self.cfg, self.splitter, origin=origin))
-            except LoaderError as err:
-                log.warning("skipping %s: %s", source, err)
-                report.files_failed.append((source, str(err)))
-        open_collection(self.store, self.encoder.dim, self.encoder.model_name, rebuild, report)
-        owned = self.store.sources_of_origin(origin) if prune else set()
-        failed = [source for source, _ in report.files_failed]
-        plan = make_plan(prepared, self.store.document_index(), owned, failed)
-        self._apply(plan, report, progress)
+        with Lease(self.store, f"ingest {origin}") as lease:
+            prepared: list[PreparedFile] = []
+            for path in found.files:
+                source = source_for(path, root, base_url)
+                try:
+                    prepared.append(prepare(path, source, self.cfg, self.splitter, origin=origin))
+                except LoaderError as err:
+                    log.warning("skipping %s: %s", source, err)
+                    report.files_failed.append((source, str(err)))
+            with target_collection(self.store, rebuild, report) as store:
+                store.ensure_collection(self.encoder.dim, self.encoder.model_name)
+                owned = store.sources_of_origin(origin) if prune else set()
+                failed = [source for source, _ in report.files_failed]
+                plan = make_plan(prepared, store.document_index(), owned, failed)
+                writer = self if store is self.store else Ingestor(self.encoder, store, self.cfg)
+                writer._apply(plan, report, progress)
+                lease.check()  # before a rebuild's switch: a run that lost its lease must not switch
         report.seconds = time.perf_counter() - started
         return report
 

@@ -10,10 +10,12 @@ vectors) gets dense-only collections: ``retrieval.mode: dense`` works on it, hyb
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import logging
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -66,6 +68,10 @@ MAX_TITLE_BYTES = 1024
 EMBEDDER_PROPERTY = "ragserve.embedder"
 STRONG = "Strong"  # the consistency level of reads that plan writes and deletes
 BM25_SINCE = (2, 5)  # the first Milvus server release with BM25 functions and sparse-vector indexes
+# A read that meets the collection's name mid-switch (a rebuild renaming a pre-alias collection away, a
+# proxy still caching the collection it named) waits this long between tries instead of failing the request.
+SWITCH_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+_SWITCHING = re.compile(r"not exist|not found|can't find|released|loading|not loaded", re.IGNORECASE)
 
 
 def server_has_bm25(version: str) -> bool:
@@ -178,6 +184,17 @@ class MilvusStore:
         if self.lite_path is not None:
             self.lite_path.parent.mkdir(parents=True, exist_ok=True)
         self.client = self._connect(cfg)
+        self._owns_client = True
+
+    def view(self, collection: str) -> MilvusStore:
+        """The same connection, working on another collection (a rebuild's new one): closing the view
+        leaves the connection to its owner."""
+        other = copy.copy(self)
+        other.cfg = self.cfg.model_copy(update={"collection": collection})
+        other.collection = collection
+        other.has_sparse = other.has_origin = False  # learnt by its own ensure_collection
+        other._owns_client = False
+        return other
 
     def _connect(self, cfg: StoreConfig) -> MilvusClient:
         token = cfg.token.get_secret_value() if cfg.token else ""
@@ -249,6 +266,20 @@ class MilvusStore:
             if getattr(fn, "__self__", None) is not client or not self.follow(since=uri):
                 raise
             return self._call(what, getattr(self.client, fn.__name__), *args, **kwargs)
+
+    def _read(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``_rpc`` for a read that may meet the collection's name mid-switch: a rebuild's alias switch
+        (store/rebuild.py) can leave the name unresolved for a few milliseconds, and a proxy may still hold
+        the dropped collection it named. Such errors are retried for about 1.5 s; any other one is not."""
+        for delay in SWITCH_RETRY_DELAYS_S:
+            try:
+                return self._rpc(what, fn, *args, **kwargs)
+            except StoreError as err:
+                if not _SWITCHING.search(str(err)):
+                    raise
+                log.info("Milvus %s on %r: retrying in %.2f s (%s)", what, self.collection, delay, err)
+                time.sleep(delay)
+        return self._rpc(what, fn, *args, **kwargs)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -399,8 +430,22 @@ class MilvusStore:
         """Load the collection for reads (a restarted Milvus holds it released)."""
         self._rpc("load", self.client.load_collection, self.collection)
 
+    def alias_target(self) -> str | None:
+        """The collection that store.collection names when it is an alias (after a rebuild), else None."""
+        listed = self._rpc("list_aliases", self.client.list_aliases)
+        if self.collection not in (listed.get("aliases") or []):
+            return None
+        desc = self._rpc("describe_alias", self.client.describe_alias, self.collection)
+        return str(desc["collection_name"])
+
     def drop(self) -> None:
-        if self.has_collection():
+        """Drop the collection; an alias goes first, then the collection behind it (a server refuses to
+        drop through an alias, and dropping the collection first left a 2.3 server with a dangling alias)."""
+        target = self.alias_target()
+        if target is not None:
+            self._rpc("drop_alias", self.client.drop_alias, self.collection)
+            self._rpc("drop_collection", self.client.drop_collection, target)
+        elif self.has_collection():
             self._rpc("drop_collection", self.client.drop_collection, self.collection)
 
     # ---- writes -------------------------------------------------------------------------------------
@@ -453,7 +498,7 @@ class MilvusStore:
         return self._count(compile_filter(where), latest=latest)
 
     def _count(self, expr: str, *, latest: bool = False) -> int:
-        rows = self._rpc(
+        rows = self._read(
             "count",
             self.client.query,
             self.collection,
@@ -517,7 +562,7 @@ class MilvusStore:
     def search(self, vectors: np.ndarray, top_k: int, where: Filter | None = None) -> list[list[Hit]]:
         """Dense search: one ranking per query vector, scored by the collection's metric."""
         queries = vectors.astype(np.float32, copy=False)
-        results = self._rpc(
+        results = self._read(
             "search",
             self.client.search,
             self.collection,
@@ -563,7 +608,7 @@ class MilvusStore:
             ),
         ]
         ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(dense_weight, 1.0 - dense_weight)
-        results = self._rpc(
+        results = self._read(
             "hybrid_search",
             self.client.hybrid_search,
             self.collection,
@@ -596,6 +641,8 @@ class MilvusStore:
         }
 
     def close(self) -> None:
+        if not self._owns_client:  # a view: the connection is its owner's
+            return
         try:
             self.client.close()
             if (
