@@ -182,6 +182,29 @@ def test_a_hostile_chat_is_refused_while_searches_go_on(served) -> None:
     )
 
 
+def test_a_follow_up_says_which_query_it_retrieved_with(served) -> None:
+    """Issue 30: the chat response and its first streamed chunk name the retrieval query and method; a
+    one-turn chat searches its message alone."""
+    turns = [
+        {"role": "user", "content": "What does the HNSW index's M parameter control?"},
+        {"role": "assistant", "content": "M is the maximum degree of the graph."},
+        {"role": "user", "content": "and efConstruction?"},
+    ]
+    body = {"messages": turns, "conversation": "fused", "max_tokens": 8}
+    chat = post("/v1/chat/completions", body).json()
+    assert chat["retrieval_method"] == "fused" and chat["retrieval_fallback"] is None
+    assert chat["retrieval_query"] == "and efConstruction?\nWhat does the HNSW index's M parameter control?"
+    assert "reference/index.md" in {s["source"] for s in chat["sources"]}
+    with httpx.stream(
+        "POST", BASE + "/v1/chat/completions", json={**body, "stream": True}, headers=AUTH
+    ) as res:
+        first = json.loads(next(line for line in res.iter_lines() if line.startswith("data: "))[6:])
+    assert (first["retrieval_method"], first["retrieval_query"]) == ("fused", chat["retrieval_query"])
+    single = post("/v1/chat/completions", {"messages": turns[:1], "max_tokens": 8}).json()
+    assert (single["retrieval_method"], single["retrieval_query"]) == ("last", turns[0]["content"])
+    assert "rewrite_ms" not in single["timings"]
+
+
 def test_openai_client_unchanged(served) -> None:
     from openai import OpenAI
 

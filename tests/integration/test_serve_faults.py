@@ -8,7 +8,16 @@ import time
 import httpx
 import pytest
 
-from tests.integration.serving import AUTH, BASE, QUESTION, Served, grow_embedder_pool, kill_replica, post
+from tests.integration.serving import (
+    AUTH,
+    BASE,
+    OFF_TOPIC,
+    QUESTION,
+    Served,
+    grow_embedder_pool,
+    kill_replica,
+    post,
+)
 from tests.integration.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -76,6 +85,22 @@ def test_generator_down_search_still_works_then_recovers(served: Served) -> None
     query = post("/v1/query", {"question": QUESTION}, timeout=60)
     assert query.status_code == 503 and query.headers.get("retry-after")
     assert "generator" in query.json()["error"]["message"] and time.monotonic() - started < 30
+    # A follow-up whose rewrite needs the dead generator: retrieval falls back to fused and says so; the
+    # conversation is off-topic, so the answer abstains without generating and the request succeeds.
+    follow_up = [
+        {"role": "user", "content": OFF_TOPIC},
+        {"role": "assistant", "content": "Mix milk with a little lemon juice."},
+        {"role": "user", "content": "and what about for eggs?"},
+    ]
+    chat = post("/v1/chat/completions", {"messages": follow_up, "conversation": "rewrite"}, timeout=60)
+    assert chat.status_code == 200, chat.text
+    body = chat.json()
+    assert body["retrieval_method"] == "fused" and body["retrieval_fallback"].startswith("rewrite")
+    assert body["grounded"] is False and "rewrite_ms" in body["timings"]
+    print(
+        f"\nrewrite with the generator down: {body['retrieval_fallback']} "
+        f"after {body['timings']['rewrite_ms']} ms"
+    )
     while time.monotonic() - started < 180:
         if post("/v1/query", {"question": QUESTION}, timeout=60).status_code == 200:
             break
