@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tools for the offline Kubernetes checks (tests/deploy): helm v4 and kubectl into .tools/bin, validators
-# into the project venv, checkov into its own venv, Prometheus + promtool from Debian (install-prometheus.sh).
+# into the project venv, checkov into its own venv, Prometheus + promtool from Debian (install-prometheus.sh),
+# Chromium + chromedriver from Debian for tests/integration/test_ui.py (install-chromium.sh).
 #
 #   scripts/install-deploy-tools.sh      # idempotent; re-run after changing the pins below
 #
@@ -50,6 +51,7 @@ if [ ! -x "$TOOLS/checkov-venv/bin/checkov" ] || ! "$TOOLS/checkov-venv/bin/chec
 fi
 
 bash scripts/install-prometheus.sh  # promtool for the rule checks; prometheus for tests/integration
+bash scripts/install-chromium.sh  # headless Chromium + chromedriver: the playground's browser test
 
 "$TOOLS/bin/helm" version --short
 "$TOOLS/bin/kubectl" version --client | sed -n 1p  # sed reads to the end: head would SIGPIPE kubectl (exit 141 under pipefail)

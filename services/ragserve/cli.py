@@ -413,6 +413,8 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
             file=con.out,
             flush=True,
         )
+        if cfg.router.ui:
+            print(f"playground: open {url}/ui in a browser (docs/ui.md)", file=con.out, flush=True)
         while not stop.wait(1.0):
             pass
     except KeyboardInterrupt:

@@ -611,6 +611,11 @@ class RouterConfig(_Section):
         "than this fails the write with 504; what was written before stays (writes are idempotent).",
     )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    ui: bool = Field(
+        False,
+        description="Serve the web playground at <route_prefix>/ui (docs/ui.md): a static page that calls "
+        "the public API with the key its user types; the page itself loads without a key.",
+    )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and rate limits.")
     deployment: ServeOptions = Field(
         description="Router (HTTP ingress): replicas, autoscaling, admission (Serve options)."

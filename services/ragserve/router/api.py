@@ -37,6 +37,7 @@ from ragserve.router.models import (
     error_body,
 )
 from ragserve.router.service import ApiError, RagService
+from ragserve.router.ui import add_playground
 from ragserve.store.milvus import StoreError
 
 T = TypeVar("T")
@@ -98,19 +99,21 @@ def _stream(events: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def create_api(
 def principal_of(request: Request) -> Principal:
     """Who is asking, as the guard identified them (router/auth.py); ANONYMOUS with authentication off."""
     principal: Principal = getattr(request.state, "principal", ANONYMOUS)
     return principal
 
 
+def create_api(
     service: RagService,
     guard: GuardSettings,
     timeout_s: float,
     metrics_text: Callable[[], str],
+    ui: bool = False,
 ) -> FastAPI:
-    """The API of one router replica. ``metrics_text`` returns this node's Prometheus exposition."""
+    """The API of one router replica. ``metrics_text`` returns this node's Prometheus exposition; ``ui``
+    serves the web playground at /ui (router/ui.py)."""
     api = FastAPI(
         title="ragserve",
         version="0.1.0",
@@ -134,6 +137,7 @@ def principal_of(request: Request) -> Principal:
         )
 
     api.add_middleware(GuardMiddleware, settings=guard)
+    add_playground(api, ui)  # outside the guard: the page loads without a key, its API calls need one
     api.add_middleware(RequestMetrics, api=api)  # added last = outermost: counts what the guard rejects
 
     # ---- probes -----------------------------------------------------------------------------------------

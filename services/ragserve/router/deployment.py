@@ -106,7 +106,8 @@ class RouterDeployment:
         self.service = RagService(cfg, pipeline, Ingestor(remote_embedder, self.store, cfg.ingest), checks)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_api(self.service, self.guard, self.cfg.router.request_timeout_s, node_metrics_text)
+        router = self.cfg.router
+        return create_api(self.service, self.guard, router.request_timeout_s, node_metrics_text, router.ui)
 
     def _locate_lite(self) -> str:
         """The Lite owner's URI now (store threads call it). While the owner restarts the handle waits for
