@@ -317,10 +317,12 @@ class RagPipeline:
     async def _retrieve(self, question: str, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
         """Search for the question, or for what a chat's follow-up means (conversation.py)."""
         top_k = req.top_k or self.top_k
-        cfg = self.retriever.cfg
         earlier = [t["content"] for t in req.turns if t["role"] == "user"]
+        if not earlier:
+            return await self._search(question, top_k, req), RetrievalQuery(question, "last")
+        cfg = self.retriever.cfg
         method = req.conversation or cfg.conversation
-        if not earlier or method == "last":
+        if method == "last":
             return await self._search(question, top_k, req), RetrievalQuery(question, "last")
         if method == "rewrite":
             started = time.perf_counter()
