@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml scripts/install.sh
 	@touch $(STAMP)
 
 TOOLS_STAMP := .tools/.installed
-$(TOOLS_STAMP): $(STAMP) scripts/install-deploy-tools.sh scripts/install-prometheus.sh
+$(TOOLS_STAMP): $(STAMP) scripts/install-deploy-tools.sh scripts/install-prometheus.sh scripts/install-chromium.sh
 	bash scripts/install-deploy-tools.sh
 	@touch $(TOOLS_STAMP)
 
