@@ -3,6 +3,7 @@ keeps two runs from deleting each other's chunks: on Milvus Lite and on a real M
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -51,6 +52,15 @@ def cached(encoder) -> CachedEncoder:
     return CachedEncoder(encoder)
 
 
+class RetryCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "retrying" in record.getMessage()
+
+
 class SearchLoad:
     """Threads searching and counting through the configured name, as the router does, until stopped."""
 
@@ -61,6 +71,8 @@ class SearchLoad:
         self.empty = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, args=(i,)) for i in range(threads)]
+        # Reads that met the name mid-switch and were retried by the store (MilvusStore._read).
+        self._log, self._retries = logging.getLogger("ragserve.store.milvus"), RetryCounter()
 
     def _loop(self, i: int) -> None:
         while not self._stop.is_set():
@@ -75,6 +87,9 @@ class SearchLoad:
             time.sleep(0.002)  # load, not a busy loop starving the ingest of the 2 cores
 
     def __enter__(self) -> SearchLoad:
+        self._level = self._log.level
+        self._log.setLevel(logging.INFO)
+        self._log.addHandler(self._retries)
         for t in self._threads:
             t.start()
         return self
@@ -83,12 +98,15 @@ class SearchLoad:
         self._stop.set()
         for t in self._threads:
             t.join()
+        self._log.removeHandler(self._retries)
+        self._log.setLevel(self._level)
 
     def figures(self) -> str:
         ms = np.array(self.latencies) * 1000
         sent = len(self.latencies) + len(self.failures)
         return (
             f"{sent} requests, {len(self.failures)} failed, {self.empty} empty, "
+            f"{self._retries.count} retried by the store, "
             f"p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms"
         )
 
@@ -113,7 +131,9 @@ def test_rebuild_switches_an_alias_while_searches_keep_answering(
         assert writer.alias_target() is None and collections(writer) >= {name}
         reader.load()
         query = encoder.embed_queries(["How do I choose a similarity metric?"])
-        (corpus_subset / "about" / "limitations.md").unlink()  # the rebuild must show without it
+        gone = corpus_subset / "about" / "limitations.md"
+        text = gone.read_text()
+        gone.unlink()  # the rebuilds must show without it
         expected = first.chunks_new
         for step, physical in ((1, f"{name}__1"), (2, f"{name}__2")):
             with SearchLoad(reader, query) as load:
@@ -135,8 +155,14 @@ def test_rebuild_switches_an_alias_while_searches_keep_answering(
             assert reader.count() == expected < first.chunks_new
             hits = reader.search(query, 5)[0]
             assert hits and "about/limitations.md" not in {h.source for h in hits}
-        # The name works for everything else as before: a plain ingest writes through the alias.
+        # The name works for everything else as before: ingests write and prune through the alias.
         assert ingestor.run(corpus_subset).chunks_written == 0
+        gone.write_text(text)
+        back = ingestor.run(corpus_subset)
+        assert back.files_written == 1 and reader.count() == first.chunks_new
+        gone.unlink()
+        assert ingestor.run(corpus_subset, prune=True).sources_pruned == 1
+        assert reader.count() == expected and writer.alias_target() == f"{name}__2"
     finally:
         if reader is not writer:
             reader.close()

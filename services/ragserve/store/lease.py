@@ -76,8 +76,11 @@ class Lease:
 
     # ---- the record ---------------------------------------------------------------------------------
     def _ensure(self) -> None:
+        """Create the lease collection, or load it: a restarted server or a reopened Lite file holds it
+        released, and a read would fail."""
         client = self.store.client
         if self.store._rpc("has_collection", client.has_collection, self.name):
+            self.store._rpc("load", client.load_collection, self.name)
             return
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False, description="ragserve lease")
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=16)
@@ -93,6 +96,7 @@ class Lease:
         except StoreError:
             if not self.store._rpc("has_collection", client.has_collection, self.name):
                 raise  # not a run that created it at the same moment
+            self.store._rpc("load", client.load_collection, self.name)
 
     def read(self) -> tuple[str, int] | None:
         """(holder, expiry in ms since the epoch) of the recorded lease, or None."""

@@ -71,7 +71,11 @@ BM25_SINCE = (2, 5)  # the first Milvus server release with BM25 functions and s
 # A read that meets the collection's name mid-switch (a rebuild renaming a pre-alias collection away, a
 # proxy still caching the collection it named) waits this long between tries instead of failing the request.
 SWITCH_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
-_SWITCHING = re.compile(r"not exist|not found|can't find|released|loading|not loaded", re.IGNORECASE)
+# "incomplete query result": a 2.3 server searched the previous collection and fetched the hits' fields
+# after it was dropped.
+_SWITCHING = re.compile(
+    r"not exist|not found|can't find|released|loading|not loaded|incomplete query result", re.IGNORECASE
+)
 
 
 def server_has_bm25(version: str) -> bool:
