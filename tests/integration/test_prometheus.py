@@ -176,7 +176,12 @@ def test_every_dashboard_and_alert_expression_returns_data(app, prometheus: str)
         while sent_requests(prometheus) < expected and time.monotonic() < deadline:
             time.sleep(1)
         assert sent_requests(prometheus) >= expected, (sent, expected)
-    time.sleep(4)  # one more scrape after the last counter moved
+    # One more scrape after the last counter moved: each rate() window then ends on the final values.
+    moved_at = time.time()
+    scraped = wait_for(
+        prometheus, 'max(timestamp(up{job="ray"}))', lambda r: r and float(r[0]["value"][1]) > moved_at
+    )
+    assert scraped and float(scraped[0]["value"][1]) > moved_at, "Prometheus stopped scraping the app"
 
     report: dict[str, Any] = {"panels": [], "alerts": [], "gpu": []}
     dcgm = promql.dcgm_default_counters()

@@ -206,6 +206,7 @@ def test_a_follow_up_says_which_query_it_retrieved_with(served) -> None:
 
 
 def test_openai_client_unchanged(served) -> None:
+    import openai
     from openai import OpenAI
 
     client = OpenAI(base_url=BASE + "/v1", api_key=API_KEY, max_retries=0)
@@ -228,8 +229,9 @@ def test_openai_client_unchanged(served) -> None:
             finish = chunk.choices[0].finish_reason or finish
         usage = chunk.usage or usage
     assert "".join(parts) and finish == "length" and usage is not None and usage.completion_tokens == 8
-    with pytest.raises(Exception, match="404"):
+    with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+    assert unknown.value.status_code == 404 and "'gpt-4' is not served here" in str(unknown.value)
 
 
 def test_documents_are_idempotent_and_deletable(served) -> None:
