@@ -5,7 +5,8 @@ just wrote, a prune, a rebuild's switch). Milvus Lite is locked by its file; a s
 run holds a lease: one row in a small collection ``NAME__lease`` (id, holder, expiry), taken before the run
 touches the collection, renewed by a heartbeat thread, deleted at the end. A run that finds another
 holder's live lease stops with LeaseBusyError naming the holder and its expiry; an expired lease (its
-holder crashed or lost the network) is taken over.
+holder crashed or lost the network) is taken over, and so is the lease of a process on this host that no
+longer exists (a run killed outright; its rerun need not wait out the TTL).
 
 Milvus has no compare-and-set, so taking the lease is: read (Strong), write our row (upsert), wait
 ``settle_s``, read back (Strong) and keep it only if our row is still there. Writes are ordered by Milvus'
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -51,6 +53,25 @@ class LeaseLostError(RuntimeError):
 
 def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_HOLDER = re.compile(r" on (?P<host>\S+) pid (?P<pid>\d+) \[[0-9a-f]{8}\]$")
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True when ``holder`` names a process of this host that no longer exists: a run killed outright
+    (SIGKILL, OOM) never releases its lease, and the run that follows it on the same machine (a rerun, the
+    next RayJob attempt in the same pod) need not wait out the TTL. Another host's holder is never judged."""
+    found = _HOLDER.search(holder)
+    if found is None or found["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(found["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, run by another user
+        return False
+    return False
 
 
 class Lease:
@@ -133,6 +154,9 @@ class Lease:
         holder, expires_ms = found
         if expires_ms <= time.time() * 1000:
             log.warning("taking over the expired lease of %s (expired %s)", holder, _when(expires_ms))
+            return
+        if holder_is_gone(holder):
+            log.warning("taking over the lease of %s: that process no longer runs on this host", holder)
             return
         raise LeaseBusyError(
             f"collection {self.store.collection!r} is being written by another ingest run ({holder}); its "
