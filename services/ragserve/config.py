@@ -457,6 +457,12 @@ class IngestConfig(_Section):
         description="File extensions ingested; others are skipped.",
     )
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are skipped with a warning.")
+    file_time_limit_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds text extraction may take per PDF, checked between pages and drawing operators; "
+        "a PDF over it fails alone with that reason. Other formats parse in time linear in their size.",
+    )
     write_group_chunks: int = Field(
         512, ge=1, le=100_000, description="Chunks embedded and written together (several files per group)."
     )

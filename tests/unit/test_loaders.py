@@ -93,17 +93,8 @@ def test_unloadable_files_raise_a_clear_reason(tmp_path: Path, name: str, data: 
         load_document(write(tmp_path, name, data))
 
 
-def _minimal_pdf(text: str) -> bytes:
-    """A one-page PDF with a Helvetica text line, xref offsets computed."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+def pdf_from_objects(objects: list[bytes], trailer: bytes = b"") -> bytes:
+    """A PDF of numbered objects (1 is the catalog), xref offsets computed; ``trailer``: extra entries."""
     out, offsets = b"%PDF-1.4\n", []
     for i, obj in enumerate(objects, 1):
         offsets.append(len(out))
@@ -111,11 +102,33 @@ def _minimal_pdf(text: str) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        trailer,
+        xref,
+    )
     return out
 
 
+def pdf_stream(data: bytes) -> bytes:
+    return b"<< /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF with a Helvetica text line."""
+    return pdf_from_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            pdf_stream(f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
+
+
 def test_pdf_text_is_extracted(tmp_path: Path) -> None:
-    doc = load_document(write(tmp_path, "guide.pdf", _minimal_pdf("Milvus supports HNSW indexes")))
+    doc = load_document(write(tmp_path, "guide.pdf", minimal_pdf("Milvus supports HNSW indexes")))
     assert "Milvus supports HNSW indexes" in doc.text
     assert doc.title == "guide"

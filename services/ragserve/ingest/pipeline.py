@@ -286,7 +286,12 @@ def prepare(
     """Read, clean and chunk one file (a trace span per file when tracing is on). ``raw``: the file's bytes
     when something else read them (object storage); ``path`` then only names it."""
     with stage("ingest.file", source=source) as span:
-        doc = load_document(Path(path)) if raw is None else parse_document(raw, path)
+        limit = cfg.file_time_limit_s
+        doc = (
+            load_document(Path(path), time_limit_s=limit)
+            if raw is None
+            else parse_document(raw, path, time_limit_s=limit)
+        )
         prepared = prepare_text(doc, source, cfg, splitter, origin)
         span.set_attribute("chunks", len(prepared.chunks))
         return prepared
