@@ -126,6 +126,19 @@ def open_reranker(cfg: AppConfig, force: bool = False):  # -> Rerank | None
         raise ModelLoadError(f"reranker model {cfg.reranker.model!r} cannot be loaded: {err}") from err
 
 
+def start_generator(cfg: AppConfig):  # -> VLLMGenerator
+    """The in-process vLLM engine. Resolving the model (generating or converting it on first use) and
+    starting the engine both count as loading it: a missing package or file is exit 3, named."""
+    from ragserve.generator.engine import VLLMGenerator
+
+    try:
+        generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
+        generator.start()
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"generator model {cfg.generator.model!r} cannot be loaded: {err}") from err
+    return generator
+
+
 def open_retriever(cfg: AppConfig):  # -> Retriever
     from ragserve.rag import Retriever
 
@@ -246,7 +259,6 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.generator.engine import VLLMGenerator
     from ragserve.generator.prompt import PromptTooLongError
     from ragserve.limits import check_question
     from ragserve.rag import RagRequest, build_pipeline, hit_dict
@@ -259,11 +271,7 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     sampling = cfg.generator.sampling
     if args.max_tokens:
         sampling = sampling.model_copy(update={"max_tokens": args.max_tokens})
-    generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
-    try:
-        generator.start()
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"generator model {cfg.generator.model!r} cannot be loaded: {err}") from err
+    generator = start_generator(cfg)
     try:
         pipeline = build_pipeline(
             cfg, embed_queries, store, generator, generator.get_tokenizer(), open_reranker(cfg)
@@ -309,6 +317,8 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
         items = load_eval_file(Path(args.file))
     except EvalFileError as err:
         raise CliError(str(err)) from None
+    if args.answers:
+        return _eval_answers(cfg, items, args, con)
     from ragserve.rag import Retriever
 
     default = "rerank" if cfg.reranker.enabled else cfg.retrieval.mode
@@ -351,6 +361,35 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
             f"scored for abstention only (no gold sources): {', '.join(main['no_gold_sources'])}",
             file=con.out,
         )
+    return EXIT_OK
+
+
+def _eval_answers(cfg: AppConfig, items: Sequence[Any], args: argparse.Namespace, con: Console) -> int:
+    """``eval --answers``: every question answered end to end (and closed-book), scored against its
+    ``answer_hint`` (ragserve/answer_eval.py defines the figures)."""
+    from ragserve.answer_eval import CLOSED_BOOK_PROMPT, evaluate_answers, format_report
+    from ragserve.rag import build_pipeline
+
+    embed_queries, store = open_search(cfg)
+    generator = start_generator(cfg)
+    try:
+        tokenizer = generator.get_tokenizer()
+        pipeline = build_pipeline(cfg, embed_queries, store, generator, tokenizer, open_reranker(cfg))
+        closed_book = None if args.no_closed_book else CLOSED_BOOK_PROMPT
+        report = asyncio.run(
+            evaluate_answers(
+                pipeline, generator, tokenizer, items, cfg.generator.sampling, args.k, closed_book
+            )
+        )
+    finally:
+        generator.shutdown()
+    report["model"] = generator.model_name
+    if args.json:
+        if not args.details:
+            report.pop("per_question")
+        _print_json(con, report)
+        return EXIT_OK
+    print("\n".join(format_report(report)), file=con.out)
     return EXIT_OK
 
 
@@ -503,11 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("eval", parents=[common], help="recall@k and MRR of retrieval on a JSONL question set")
+    p = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="retrieval quality (recall@k, MRR) or, with --answers, answer quality on a JSONL question set",
+    )
     p.add_argument("file")
-    p.add_argument("--k", type=_positive, default=5)
+    p.add_argument("--k", type=_positive, default=5, help="chunks retrieved per question")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--details", action="store_true", help="with --json, include per-question rankings")
+    p.add_argument("--details", action="store_true", help="with --json, include per-question results")
+    p.add_argument(
+        "--answers",
+        action="store_true",
+        help="generate every answer and score its key facts against answer_hint, beside the retrieved "
+        "context's (ceiling) and a closed-book answer's; citations, abstention, latency, tokens",
+    )
+    p.add_argument("--no-closed-book", action="store_true", help="with --answers, skip the closed-book pass")
     p.add_argument(
         "--compare",
         metavar="MODES",

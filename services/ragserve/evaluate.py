@@ -24,6 +24,7 @@ class EvalItem:
     question: str
     gold_sources: list[str]
     kind: str
+    answer_hint: str = ""  # what a right answer says (``eval --answers`` scores its key facts)
 
 
 @dataclass
@@ -83,7 +84,10 @@ def load_eval_file(path: Path) -> list[EvalItem]:
         gold = obj.get("gold_sources", [])
         if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
             raise EvalFileError(f"{path}:{no}: field 'gold_sources' must be a list of paths")
-        items.append(EvalItem(str(obj.get("id", no)), obj["question"], gold, str(obj.get("kind", ""))))
+        hint = obj.get("answer_hint", "")
+        if not isinstance(hint, str):
+            raise EvalFileError(f"{path}:{no}: field 'answer_hint' must be a string")
+        items.append(EvalItem(str(obj.get("id", no)), obj["question"], gold, str(obj.get("kind", "")), hint))
     if not items:
         raise EvalFileError(f"{path}: no questions")
     return items
