@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragserve.rag import Retriever
+from ragserve.rag import Retriever, SearchResult
 
 
 class EvalFileError(ValueError):
@@ -25,6 +25,10 @@ class EvalItem:
     gold_sources: list[str]
     kind: str
     answer_hint: str = ""  # what a right answer says (``eval --answers`` scores its key facts)
+    # A conversation's follow-up: the user/assistant turns before ``question`` (oldest first) and the
+    # follow-up rewritten as a self-contained question (the ceiling of conversation-aware retrieval).
+    turns: tuple[dict[str, str], ...] = ()
+    standalone: str = ""
 
 
 @dataclass
@@ -75,22 +79,54 @@ def load_eval_file(path: Path) -> list[EvalItem]:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise EvalFileError(f"{path}:{no}: not valid JSON ({err.msg})") from None
-        if (
-            not isinstance(obj, dict)
-            or not isinstance(obj.get("question"), str)
-            or not obj["question"].strip()
-        ):
-            raise EvalFileError(f"{path}:{no}: field 'question' must be a non-empty string")
+        if not isinstance(obj, dict):
+            raise EvalFileError(f"{path}:{no}: each line must be a JSON object")
+        turns: tuple[dict[str, str], ...] = ()
+        if "messages" in obj and "question" not in obj:
+            obj["question"], turns = _follow_up(obj["messages"], f"{path}:{no}")
+        if not isinstance(obj.get("question"), str) or not obj["question"].strip():
+            raise EvalFileError(f"{path}:{no}: field 'question' (or 'messages') must be a non-empty string")
+        standalone = obj.get("standalone", "")
+        if not isinstance(standalone, str):
+            raise EvalFileError(f"{path}:{no}: field 'standalone' must be a string")
         gold = obj.get("gold_sources", [])
         if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
             raise EvalFileError(f"{path}:{no}: field 'gold_sources' must be a list of paths")
         hint = obj.get("answer_hint", "")
         if not isinstance(hint, str):
             raise EvalFileError(f"{path}:{no}: field 'answer_hint' must be a string")
-        items.append(EvalItem(str(obj.get("id", no)), obj["question"], gold, str(obj.get("kind", "")), hint))
+        items.append(
+            EvalItem(
+                str(obj.get("id", no)),
+                obj["question"],
+                gold,
+                str(obj.get("kind", "")),
+                hint,
+                turns,
+                standalone,
+            )
+        )
     if not items:
         raise EvalFileError(f"{path}: no questions")
     return items
+
+
+def _follow_up(messages: object, where: str) -> tuple[str, tuple[dict[str, str], ...]]:
+    """(the last user message, the user/assistant turns before it) of a conversation item."""
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+    ):
+        raise EvalFileError(f"{where}: field 'messages' must be a list of {{role, content}} objects")
+    if messages[-1].get("role") != "user":
+        raise EvalFileError(f"{where}: the last of 'messages' must be the user's follow-up")
+    turns = tuple(
+        {"role": str(m["role"]), "content": m["content"]}
+        for m in messages[:-1]
+        if m.get("role") in ("user", "assistant")
+    )
+    return messages[-1]["content"], turns
 
 
 def matches(source: str, gold: str) -> bool:
@@ -122,8 +158,14 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-async def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> EvalReport:
-    """Score one retriever; ``retriever.covers`` decides abstention (retrieval.min_relevance)."""
+Search = Callable[[EvalItem], Awaitable[SearchResult]]
+
+
+async def evaluate(
+    retriever: Retriever, items: Sequence[EvalItem], k: int, search: Search | None = None
+) -> EvalReport:
+    """Score one retriever; ``retriever.covers`` decides abstention (retrieval.min_relevance).
+    ``search``: how an item is searched (default: its question alone; a conversation method for chats)."""
     rows: list[dict[str, Any]] = []
     latencies: list[float] = []
     no_gold: list[str] = []
@@ -131,7 +173,7 @@ async def evaluate(retriever: Retriever, items: Sequence[EvalItem], k: int) -> E
     abstained_unanswerable = abstained_answerable = 0
     for item in items:
         started = time.perf_counter()
-        found = await retriever.search(item.question, k)
+        found = await (search(item) if search else retriever.search(item.question, k))
         latencies.append((time.perf_counter() - started) * 1000)
         hits = found.hits
         covered = retriever.covers(found)

@@ -32,6 +32,31 @@ def test_eval_file_errors_name_the_line(tmp_path: Path) -> None:
         load_eval_file(tmp_path / "missing.jsonl")
 
 
+def test_conversation_items_give_their_follow_up_turns_and_standalone(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    item = {
+        "id": "c-1",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "How do I enable mmap?"},
+            {"role": "assistant", "content": "Set mmap.enabled."},
+            {"role": "user", "content": "and for one field?"},
+        ],
+        "gold_sources": ["a.md"],
+        "standalone": "How do I enable mmap for one field?",
+        "kind": "ellipsis",
+        "notes": "unknown fields are ignored",
+    }
+    path.write_text(json.dumps(item) + "\n" + json.dumps({"id": "q", "question": "plain?"}) + "\n")
+    follow_up, plain = load_eval_file(path)
+    assert follow_up.question == "and for one field?" and follow_up.standalone == item["standalone"]
+    assert [t["role"] for t in follow_up.turns] == ["user", "assistant"]  # the system line is not a turn
+    assert plain.turns == () and plain.standalone == ""
+    path.write_text(json.dumps({**item, "messages": item["messages"][:3]}) + "\n")
+    with pytest.raises(EvalFileError, match=r"c\.jsonl:1: the last of 'messages' must be the user's"):
+        load_eval_file(path)
+
+
 def test_filter_values_are_quoted_not_injected() -> None:
     expr = filters.compile_filter(filters.Filter(('a.md" or source != "',)))
     assert expr == '(source in ["a.md\\" or source != \\""])'
