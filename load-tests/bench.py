@@ -149,6 +149,7 @@ def built_prompts(cfg: Any, qs: list[str]) -> list[list[int]]:
     from ragserve.embedder.encoder import Encoder
     from ragserve.generator.engine import resolve_model
     from ragserve.generator.prompt import PromptBuilder
+    from ragserve.store.filters import DEFAULT_ACCESS
     from ragserve.store.milvus import MilvusStore
 
     store = MilvusStore(cfg.store)
@@ -156,7 +157,7 @@ def built_prompts(cfg: Any, qs: list[str]) -> list[list[int]]:
     encoder = Encoder(cfg.embedder)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
     builder = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
-    hits = store.search(encoder.embed_queries(qs), TOP_K)
+    hits = store.search(encoder.embed_queries(qs), TOP_K, access=DEFAULT_ACCESS)
     store.close()
     return [
         builder.build(q, h, cfg.generator.sampling.max_tokens).token_ids

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ragserve import environment
 from ragserve.config import AppConfig, ConfigError, load_config
 from ragserve.observability.logging import Console, configure_logging
+from ragserve.store.filters import DEFAULT_TENANT, Access
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,11 +140,31 @@ def start_generator(cfg: AppConfig):  # -> VLLMGenerator
     return generator
 
 
-def open_retriever(cfg: AppConfig):  # -> Retriever
+def open_retriever(cfg: AppConfig, access: Access):  # -> Retriever
     from ragserve.rag import Retriever
 
     embed_queries, store = open_search(cfg)
-    return Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg))
+    return Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg), access)
+
+
+def access_of(args: argparse.Namespace) -> Access:
+    """The operator's view of ``--tenant``: every document of that tenant, whatever its groups."""
+    from ragserve.store.filters import check_tenant
+
+    try:
+        return Access(check_tenant(args.tenant, "--tenant"))
+    except ValueError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+
+
+def groups_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--groups a,b``: the groups every ingested document gets (none: the whole tenant reads them)."""
+    from ragserve.store.filters import check_groups
+
+    try:
+        return check_groups((g.strip() for g in (args.groups or "").split(",") if g.strip()), "--groups")
+    except ValueError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
 
 
 def _print_json(con: Console, obj: Any) -> None:
@@ -182,6 +203,7 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
                     f"{shown(args.path)}: object storage is read by `ingest --ray` only", EXIT_USAGE
                 )
             else:
+                access, groups = access_of(args), groups_of(args)
                 store = open_store(cfg)
                 try:
                     report = Ingestor(DeferredEncoder(cfg), store, cfg.ingest).run(
@@ -190,6 +212,8 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
                         prune=args.prune,
                         rebuild=args.rebuild,
                         progress=progress,
+                        tenant=access.tenant,
+                        groups=groups,
                     )
                 except (IngestError, SchemaMismatchError) as err:
                     raise CliError(str(err), EXIT_USAGE) from None
@@ -235,6 +259,8 @@ def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
             prune=args.prune,
             rebuild=args.rebuild,
             show_progress=sys.stderr.isatty() and not args.json,
+            tenant=access_of(args).tenant,
+            groups=groups_of(args),
         )
     except (IngestError, SchemaMismatchError) as err:
         raise CliError(str(err), EXIT_USAGE) from None
@@ -247,7 +273,7 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.store.filters import Filter
 
     where = Filter.of_sources(args.source) if args.source else None
-    retriever = open_retriever(cfg)
+    retriever = open_retriever(cfg, access_of(args))
     result = asyncio.run(retriever.search(args.query, args.top_k or cfg.prompt.top_k, where))
     if args.json:
         _print_json(con, {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings})
@@ -277,7 +303,8 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
             cfg, embed_queries, store, generator, generator.get_tokenizer(), open_reranker(cfg)
         )
         try:
-            answer = asyncio.run(pipeline.answer(RagRequest(args.question, sampling, args.top_k)))
+            request = RagRequest(args.question, sampling, args.top_k, access=access_of(args))
+            answer = asyncio.run(pipeline.answer(request))
         except PromptTooLongError as err:
             raise CliError(f"question: {err}") from None
     finally:
@@ -339,6 +366,7 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
             store,
             cfg.retrieval.model_copy(update={"mode": search_mode}),
             rerank if mode == "rerank" else None,
+            access_of(args),
         )
         reports[mode] = asyncio.run(evaluate(retriever, items, args.k)).as_dict()
         if not args.details:
@@ -394,9 +422,13 @@ def _eval_answers(cfg: AppConfig, items: Sequence[Any], args: argparse.Namespace
 
 
 def cmd_stats(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
+    from ragserve.store.milvus import SchemaMismatchError
+
     store = open_store(cfg)
     try:
-        _print_json(con, store.stats())
+        _print_json(con, store.stats(access=access_of(args)))
+    except SchemaMismatchError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
     finally:
         store.close()
     return EXIT_OK
@@ -493,13 +525,21 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--profile", choices=["local", "production"], help="defaults to start from")
     common.add_argument("--collection", help="override store.collection (e.g. one collection per corpus)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress and engine output")
+    tenancy = argparse.ArgumentParser(add_help=False)
+    tenancy.add_argument(
+        "--tenant",
+        default=DEFAULT_TENANT,
+        help=f"whose documents (default: {DEFAULT_TENANT}); the operator sees all of them, of every group",
+    )
 
     parser = argparse.ArgumentParser(
         prog="ragserve", description="RAG over your documents with Milvus and vLLM."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", parents=[common], help="load, chunk, embed and store documents (idempotent)")
+    p = sub.add_parser(
+        "ingest", parents=[common, tenancy], help="load, chunk, embed and store documents (idempotent)"
+    )
     p.add_argument(
         "path",
         help="a folder (read recursively) or a single file; with --ray also s3://bucket/prefix (pyarrow.fs)",
@@ -517,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ingest PATH into a new collection and switch the name to it when complete (e.g. to add the "
         "BM25 field); searches keep answering from the current one meanwhile, which is dropped after",
     )
+    p.add_argument(
+        "--groups",
+        metavar="A,B",
+        help="only principals in one of these groups may read the documents (default: the whole tenant); "
+        "changing them rewrites the documents",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--ray",
@@ -528,14 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("search", parents=[common], help="retrieve the top-k chunks for a query")
+    p = sub.add_parser("search", parents=[common, tenancy], help="retrieve the top-k chunks for a query")
     p.add_argument("query")
     p.add_argument("--top-k", type=_positive, help="number of chunks (default: prompt.top_k)")
     p.add_argument("--source", action="append", help="restrict to this source (repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("query", parents=[common], help="answer a question from the documents")
+    p = sub.add_parser("query", parents=[common, tenancy], help="answer a question from the documents")
     p.add_argument("question")
     p.add_argument("--top-k", type=_positive)
     p.add_argument("--max-tokens", type=_positive, help="override generator.sampling.max_tokens")
@@ -544,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        parents=[common],
+        parents=[common, tenancy],
         help="retrieval quality (recall@k, MRR) or, with --answers, answer quality on a JSONL question set",
     )
     p.add_argument("file")
@@ -587,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve-config", parents=[common], help="print the Serve config (serveConfigV2) YAML")
     p.set_defaults(func=cmd_serve_config)
 
-    p = sub.add_parser("stats", parents=[common], help="collection size (chunks, documents)")
+    p = sub.add_parser("stats", parents=[common, tenancy], help="collection size (chunks, documents)")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("config", parents=[common], help="print the resolved configuration (secrets masked)")

@@ -23,7 +23,7 @@ from ragserve.generator.prompt import PromptBuilder
 from ragserve.limits import MAX_QUESTION_CHARS, check_question, check_top_k
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
-from ragserve.store.filters import Filter
+from ragserve.store.filters import DEFAULT_ACCESS, Access, Filter
 from ragserve.store.milvus import Hit, MilvusStore
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ class RagRequest:
     # retrieval query is built from (conversation.py); empty for a one-turn chat or a plain query.
     turns: Sequence[dict[str, str]] = ()
     conversation: ConversationMethod | None = None  # None: retrieval.conversation
+    # Whose documents the answer may draw on (the caller's: router/auth.py Principal.access); every search
+    # of the request, rewrites and fused ones included, is restricted to it. None: the Retriever's own.
+    access: Access | None = None
 
 
 @dataclass
@@ -151,11 +154,15 @@ class Retriever:
         store: MilvusStore,
         cfg: RetrievalConfig | None = None,
         rerank: Rerank | None = None,
+        access: Access | None = DEFAULT_ACCESS,
     ):
+        """``access``: what a search that names none may see: the default tenant for a single-tenant
+        deployment and the CLI (its --tenant); None makes every search name its caller's (the router)."""
         self.embed_queries = embed_queries
         self.store = store
         self.cfg = cfg or RetrievalConfig(mode="dense")
         self.rerank = rerank  # None: no reranker deployed (reranker.enabled false)
+        self.access = access
 
     def _reranks(self, requested: bool | None) -> bool:
         """A request's ``rerank`` flag: null follows whether a reranker is deployed; true needs one."""
@@ -164,8 +171,18 @@ class Retriever:
         return self.rerank is not None if requested is None else requested
 
     async def search(
-        self, query: str, top_k: int, where: Filter | None = None, rerank: bool | None = None
+        self,
+        query: str,
+        top_k: int,
+        where: Filter | None = None,
+        rerank: bool | None = None,
+        *,
+        access: Access | None = None,
     ) -> SearchResult:
+        """The chunks ``access`` (None: the Retriever's) may see that ``where`` selects, best first."""
+        scope = access or self.access
+        if scope is None:
+            raise RuntimeError("a search must name whose documents it may see (Access)")
         query = check_question(query, "query")
         check_top_k(top_k)
         reranking = self._reranks(rerank)
@@ -176,7 +193,7 @@ class Retriever:
         t1 = time.perf_counter()
         with stage("milvus.search", mode=self.cfg.mode, limit=top_k) as span:
             # pymilvus is synchronous: keep the event loop free for other requests.
-            hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where, reranking)
+            hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where, reranking, scope)
             span.set_attribute("hits", len(hits))
         timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
         if reranking:
@@ -211,7 +228,13 @@ class Retriever:
         return threshold is None or result.best_similarity >= threshold
 
     def _search(
-        self, query: str, vector: np.ndarray, top_k: int, where: Filter | None, reranking: bool
+        self,
+        query: str,
+        vector: np.ndarray,
+        top_k: int,
+        where: Filter | None,
+        reranking: bool,
+        access: Access,
     ) -> list[Hit]:
         """The ranked candidates: ``candidates`` of them for the reranker; with a per-source cap, 4 x top_k
         (a cap of 2 rarely needs more, and every hit carries its vector back from Milvus); else top_k."""
@@ -223,12 +246,13 @@ class Retriever:
         else:
             limit = top_k
         if c.mode == "dense":
-            return self.store.search(vector[None, :], limit, where)[0]
+            return self.store.search(vector[None, :], limit, where, access=access)[0]
         return self.store.hybrid_search(
             vector,
             query,
             limit,
             where,
+            access=access,
             candidates=c.candidates,
             fusion=c.fusion,
             rrf_k=c.rrf_k,
@@ -341,7 +365,7 @@ class RagPipeline:
         return await self._fused(question, earlier, top_k, req)
 
     async def _search(self, text: str, top_k: int, req: RagRequest) -> SearchResult:
-        return await self.retriever.search(text, top_k, req.where, req.rerank)
+        return await self.retriever.search(text, top_k, req.where, req.rerank, access=req.access)
 
     async def _fused(
         self, question: str, earlier: list[str], top_k: int, req: RagRequest
@@ -413,18 +437,20 @@ def build_pipeline(
     generator: TextGenerator,
     tokenizer: Any,
     rerank: Rerank | None = None,
+    access: Access | None = DEFAULT_ACCESS,
 ) -> RagPipeline:
     """The RAG pipeline from config and its parts: the CLI, the router and the load tests all call this.
 
     ``embed_queries`` is ``local_query_embedder(Encoder)`` in-process or the embedder pool's adapter in the
     router; ``tokenizer`` is the generator model's (prompts are built and trimmed in token ids); ``rerank``
-    is the reranker pool's adapter or ``local_reranker``, given exactly when reranker.enabled."""
+    is the reranker pool's adapter or ``local_reranker``, given exactly when reranker.enabled; ``access``:
+    what a request naming none may see (Retriever)."""
     if (rerank is not None) != cfg.reranker.enabled:
         raise ValueError(
             f"reranker.enabled is {cfg.reranker.enabled} but a reranker was {'not ' * (rerank is None)}given"
         )
     prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
-    retriever = Retriever(embed_queries, store, cfg.retrieval, rerank)
+    retriever = Retriever(embed_queries, store, cfg.retrieval, rerank, access)
     return RagPipeline(retriever, generator, prompt, cfg.prompt.top_k, cfg.prompt.not_covered_answer)
 
 

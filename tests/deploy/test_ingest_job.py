@@ -30,6 +30,7 @@ def test_job_runs_the_ray_ingest_with_the_app_config(rendered: dict[str, list[di
     entry = job["spec"]["entrypoint"]
     assert entry.startswith('python -m ragserve.cli ingest "/data/docs/site/en" ')
     assert entry.endswith("--ray auto") and '"--prune"' in entry
+    assert '--tenant "acme" --groups "eng,ops" "--prune"' in entry  # ingest.tenant and ingest.groups
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-ingest"))
     app = yaml.safe_load(config["data"]["app.yaml"])

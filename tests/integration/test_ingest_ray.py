@@ -21,6 +21,7 @@ import pytest
 from ragserve.config import AppConfig, load_config
 from ragserve.ingest.distributed import ingest_on_ray
 from ragserve.ingest.pipeline import IngestError, Ingestor, IngestReport
+from ragserve.store.filters import DEFAULT_ACCESS
 from ragserve.store.milvus import MilvusStore
 from tests.conftest import copy_subset
 
@@ -42,7 +43,7 @@ def rows(cfg: AppConfig) -> dict[str, dict[str, Any]]:
     try:
         store.load()
         found = list(store._iterate(FIELDS))
-        assert store.count() == len(found)
+        assert store.count(access=DEFAULT_ACCESS) == len(found)
     finally:
         store.close()
     by_id = {r["id"]: r for r in found}

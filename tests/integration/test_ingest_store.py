@@ -13,7 +13,7 @@ from ragserve.config import AppConfig, load_config
 from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, TextDocument, make_plan
 from ragserve.limits import MAX_DOCUMENTS
 from ragserve.rag import Retriever, local_query_embedder
-from ragserve.store.filters import Filter
+from ragserve.store.filters import DEFAULT_ACCESS, Filter
 from ragserve.store.milvus import MilvusStore, SchemaMismatchError
 
 
@@ -81,7 +81,7 @@ def test_interrupted_update_is_finished_by_the_next_run(
     changed = next(f for f in _prepare_all(ingestor, corpus_subset) if f.source == "reference/index.md")
     half = changed.records()[: len(changed.chunks) // 2]
     store.upsert(half, encoder.embed_documents([r.chunk for r in half]))
-    assert make_plan([changed], store.document_index()).write == [changed]
+    assert make_plan([changed], store.document_index(access=DEFAULT_ACCESS)).write == [changed]
 
     report = ingestor.run(corpus_subset)
     assert report.files_written == 1
@@ -115,7 +115,7 @@ def test_bad_files_are_reported_and_nothing_stored_is_lost(
     empty.mkdir()
     with pytest.raises(IngestError, match="no supported files"):
         ingestor.run(empty)
-    assert store.count(Filter(("good.md",))) == 1  # still there after the failed runs
+    assert store.count(Filter(("good.md",)), access=DEFAULT_ACCESS) == 1  # still there after the failed runs
 
 
 def test_prune_deletes_only_what_the_run_owns_and_no_longer_finds(
@@ -171,11 +171,11 @@ def test_a_repost_within_the_staleness_window_keeps_one_version(encoder, app_con
                     [TextDocument(f"re/{round_}", f"The {version} version of round {round_}.")]
                 )
             where = Filter((f"re/{round_}",))
-            (versions,) = bounded.document_index(where).values()
+            (versions,) = bounded.document_index(where, access=DEFAULT_ACCESS).values()
             assert len(versions) == 1, versions  # the first version was seen, hence replaced
             # What DELETE checks before deleting: found at once (> 0, not == 1: Milvus 2.3's count(*) may
             # still include the replaced version's deleted rows).
-            assert bounded.count(where, latest=True) > 0
+            assert bounded.count(where, access=DEFAULT_ACCESS, latest=True) > 0
     finally:
         bounded.close()
 
@@ -222,18 +222,24 @@ def test_source_filter_helpers_on_real_milvus(store, encoder, app_config) -> Non
         for i, src in enumerate(["a/x.md", "a/y.md", "b/z.md", 'q"uote.md', "a_b/u.md", "axb/v.md"])
     ]
     store.upsert(records, encoder.embed_documents([r.chunk for r in records]))
-    assert store.count(Filter(source_prefix="a/")) == 2
-    assert store.count(Filter(source_prefix="a%")) == 0  # % is a literal, not a wildcard
+    assert store.count(Filter(source_prefix="a/"), access=DEFAULT_ACCESS) == 2
+    assert (
+        store.count(Filter(source_prefix="a%"), access=DEFAULT_ACCESS) == 0
+    )  # % is a literal, not a wildcard
     if app_config.store.is_lite:  # Milvus 2.3's LIKE has no escapes: the server path differs here
-        assert store.count(Filter(source_prefix="a_b/")) == 1  # _ is a literal too (axb/ does not match)
-    assert store.count(Filter(('q"uote.md',))) == 1
-    assert store.count(Filter(("a/x.md", "b/z.md"), source_prefix="a/")) == 1  # both: and
-    store.delete(Filter(("b/z.md",)))
-    assert store.count() == 5
-    assert store.count(Filter(("b/z.md",))) == 0
+        assert (
+            store.count(Filter(source_prefix="a_b/"), access=DEFAULT_ACCESS) == 1
+        )  # _ is a literal too (axb/ does not match)
+    assert store.count(Filter(('q"uote.md',)), access=DEFAULT_ACCESS) == 1
+    assert (
+        store.count(Filter(("a/x.md", "b/z.md"), source_prefix="a/"), access=DEFAULT_ACCESS) == 1
+    )  # both: and
+    store.delete(Filter(("b/z.md",)), access=DEFAULT_ACCESS)
+    assert store.count(access=DEFAULT_ACCESS) == 5
+    assert store.count(Filter(("b/z.md",)), access=DEFAULT_ACCESS) == 0
     with pytest.raises(ValueError, match="non-empty filter"):
-        store.delete(Filter())  # never the whole collection by accident
-    assert store.count() == 5
+        store.delete(Filter(), access=DEFAULT_ACCESS)  # never the whole collection by accident
+    assert store.count(access=DEFAULT_ACCESS) == 5
 
 
 def test_store_follows_a_restarted_lite_owner_to_its_new_port(tmp_path: Path, encoder) -> None:
@@ -264,15 +270,17 @@ def test_store_follows_a_restarted_lite_owner_to_its_new_port(tmp_path: Path, en
     try:
         assert second.uri != first.uri
         with pytest.raises(StoreError):  # without locate the old port is simply gone
-            plain.count()
-        hits = store.search(vector, 1)[0]  # fails on the old port, follows, retried on the new one
+            plain.count(access=DEFAULT_ACCESS)
+        hits = store.search(vector, 1, access=DEFAULT_ACCESS)[
+            0
+        ]  # fails on the old port, follows, retried on the new one
         assert [h.id for h in hits] == ["a"] and store.cfg.uri == second.uri and located == [second.uri]
         # A failure that is not a move: asked once, the same URI, not retried, the error stands.
         with pytest.raises(StoreError, match="no_such"):
             store._rpc("describe_collection", store.client.describe_collection, "no_such")
         assert located == [second.uri, second.uri]
         plain.reconnect(second.uri)  # what check_health did before locate existed still works
-        assert plain.count() == 1
+        assert plain.count(access=DEFAULT_ACCESS) == 1
     finally:
         store.close()
         plain.close()
@@ -312,5 +320,5 @@ def test_stats_count_in_milvus_without_scanning_the_collection(
         raise AssertionError("stats must not read every row through the client")
 
     monkeypatch.setattr(store, "_iterate", no_scan)
-    stats = store.stats()
+    stats = store.stats(access=DEFAULT_ACCESS)
     assert (stats["chunks"], stats["documents"]) == (report.chunks_new, report.files_written)

@@ -18,6 +18,7 @@ import pytest
 
 from ragserve.config import AppConfig, load_config
 from ragserve.ingest.pipeline import Ingestor
+from ragserve.store.filters import DEFAULT_ACCESS
 from ragserve.store.lease import Lease, LeaseBusyError, LeaseLostError
 from ragserve.store.milvus import MilvusStore
 
@@ -78,7 +79,11 @@ class SearchLoad:
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
-                found = self.store.count() if i % 2 else len(self.store.search(self.query, 5)[0])
+                found = (
+                    self.store.count(access=DEFAULT_ACCESS)
+                    if i % 2
+                    else len(self.store.search(self.query, 5, access=DEFAULT_ACCESS)[0])
+                )
             except Exception as err:  # every failure counts, whatever its type
                 self.failures.append(f"{type(err).__name__}: {err}")
                 continue
@@ -152,17 +157,17 @@ def test_rebuild_switches_an_alias_while_searches_keep_answering(
             expected = report.chunks_new
             assert writer.alias_target() == physical
             assert collections(writer) == {physical, f"{name}__lease"}  # the previous one is dropped
-            assert reader.count() == expected < first.chunks_new
-            hits = reader.search(query, 5)[0]
+            assert reader.count(access=DEFAULT_ACCESS) == expected < first.chunks_new
+            hits = reader.search(query, 5, access=DEFAULT_ACCESS)[0]
             assert hits and "about/limitations.md" not in {h.source for h in hits}
         # The name works for everything else as before: ingests write and prune through the alias.
         assert ingestor.run(corpus_subset).chunks_written == 0
         gone.write_text(text)
         back = ingestor.run(corpus_subset)
-        assert back.files_written == 1 and reader.count() == first.chunks_new
+        assert back.files_written == 1 and reader.count(access=DEFAULT_ACCESS) == first.chunks_new
         gone.unlink()
         assert ingestor.run(corpus_subset, prune=True).sources_pruned == 1
-        assert reader.count() == expected and writer.alias_target() == f"{name}__2"
+        assert reader.count(access=DEFAULT_ACCESS) == expected and writer.alias_target() == f"{name}__2"
     finally:
         if reader is not writer:
             reader.close()
@@ -186,12 +191,12 @@ def test_a_failed_rebuild_keeps_the_current_collection(
 ) -> None:
     """Old code: a rebuild that failed midway had already dropped the collection."""
     Ingestor(cached, store, app_config.ingest).run(corpus_subset)
-    before = store.count()
+    before = store.count(access=DEFAULT_ACCESS)
     small_groups = app_config.ingest.model_copy(update={"write_group_chunks": 32})
     failing = Ingestor(FailingEncoder(cached, fail_after=1), store, small_groups)
     with pytest.raises(RuntimeError, match="embedder died"):
         failing.run(corpus_subset, rebuild=True)  # one group written into the new collection, then dead
-    assert store.alias_target() is None and store.count() == before
+    assert store.alias_target() is None and store.count(access=DEFAULT_ACCESS) == before
     assert collections(store) == {store.collection, f"{store.collection}__lease"}  # the partial build: gone
 
 
@@ -240,12 +245,12 @@ def test_a_second_ingest_is_refused_while_the_first_holds_the_lease(
     runner.start()
     try:
         assert holding.wait(120), "the first run never wrote"
-        before = server_store.count(latest=True)
+        before = server_store.count(access=DEFAULT_ACCESS, latest=True)
         (corpus_subset / "about" / "limitations.md").unlink()  # gone from PATH: --prune would delete it
         with pytest.raises(LeaseBusyError, match=r"ingest .* pid \d+ .*lease expires at") as busy:
             Ingestor(cached, server_store, server_config.ingest).run(corpus_subset, prune=True)
         print(f"second run refused: {busy.value}")
-        assert server_store.count(latest=True) == before  # nothing deleted
+        assert server_store.count(access=DEFAULT_ACCESS, latest=True) == before  # nothing deleted
         env = {**os.environ, "RAGSERVE_HOME": str(server_config.data_dir)}
         env["RAGSERVE__STORE__URI"] = str(server_config.store.uri)
         command = ["ingest", str(corpus_subset), "--prune", "--collection", server_config.store.collection]

@@ -14,7 +14,7 @@ from pymilvus import DataType, MilvusClient
 from ragserve.config import load_config
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.rag import Retriever, local_query_embedder
-from ragserve.store.filters import Filter
+from ragserve.store.filters import DEFAULT_ACCESS, Filter
 from ragserve.store.milvus import EMBEDDER_PROPERTY, MilvusStore, SchemaMismatchError
 from tests.integration.test_cli import ragserve
 
@@ -49,8 +49,9 @@ def test_hybrid_search_fuses_dense_and_bm25_with_filters_on_both(
     store.close()
 
 
-def legacy_collection(uri: str, name: str, model: str, dim: int) -> None:
-    """A collection as ragserve created it before hybrid search: no search_text, no BM25 field."""
+def legacy_collection(uri: str, name: str, model: str, dim: int, tenants: bool = False) -> None:
+    """A collection as ragserve created it before hybrid search: no search_text, no BM25 field; and before
+    tenants and groups unless ``tenants``."""
     Path(uri).parent.mkdir(parents=True, exist_ok=True)
     client = MilvusClient(uri)
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -60,6 +61,11 @@ def legacy_collection(uri: str, name: str, model: str, dim: int) -> None:
     schema.add_field("chunk", DataType.VARCHAR, max_length=65535)
     schema.add_field("chunk_index", DataType.INT64)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    if tenants:
+        schema.add_field("tenant", DataType.VARCHAR, max_length=128, is_partition_key=True)
+        schema.add_field(
+            "groups", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=64, max_length=128
+        )
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
     client.create_collection(name, schema=schema, index_params=index)
@@ -71,12 +77,25 @@ def legacy_collection(uri: str, name: str, model: str, dim: int) -> None:
         "doc_hash": "h",
         "chunk": "old text",
         "chunk_index": 0,
+        **({"tenant": "default", "groups": []} if tenants else {}),
     }
     client.upsert(name, [{**row, "vector": np.ones(dim, dtype=np.float32) / np.sqrt(dim)}])
     client.close()
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(uri)  # let the CLI subprocesses open the file
+
+
+def legacy_chunks(uri: str, name: str) -> int:
+    """The chunks of a collection, read without ragserve (which refuses a collection from before tenants)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    client = MilvusClient(uri)
+    try:
+        return int(client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+    finally:
+        client.close()
+        server_manager_instance.release_server(uri)
 
 
 def test_a_dense_only_collection_is_refused_then_rebuilt(encoder, tmp_path: Path) -> None:
@@ -91,15 +110,17 @@ def test_a_dense_only_collection_is_refused_then_rebuilt(encoder, tmp_path: Path
     assert res.returncode == 2 and "ragserve ingest PATH --rebuild" in res.stderr, res.stderr
     res = ragserve(home, "ingest", str(docs))
     assert res.returncode == 2 and "no BM25 field" in res.stderr
-    assert json.loads(ragserve(home, "stats").stdout)["chunks"] == 1  # nothing dropped without the flag
-    res = ragserve(home, "search", "mmapEnabled", "--json", env={"RAGSERVE__RETRIEVAL__MODE": "dense"})
-    assert (
-        res.returncode == 0 and json.loads(res.stdout)["hits"][0]["source"] == "old.md"
-    )  # dense still works
+    uri, name = str(cfg.store.uri), cfg.store.collection
+    assert legacy_chunks(uri, name) == 1  # nothing dropped without the flag
+    # Dense search would work without BM25, but not without tenants: every read is restricted by them.
+    for args in (["search", "mmapEnabled", "--json"], ["stats"]):
+        res = ragserve(home, *args, env={"RAGSERVE__RETRIEVAL__MODE": "dense"})
+        assert res.returncode == 2 and "predates tenants" in res.stderr, res.stderr
+        assert "ragserve ingest PATH --rebuild" in res.stderr
 
     res = ragserve(home, "ingest", str(tmp_path / "missing"), "--rebuild")  # a wrong path loses nothing
     assert res.returncode == 2 and "does not exist" in res.stderr
-    assert json.loads(ragserve(home, "stats").stdout)["chunks"] == 1
+    assert legacy_chunks(uri, name) == 1
     res = ragserve(home, "ingest", str(docs), "--rebuild")
     assert res.returncode == 0, res.stderr
     assert "dropped collection 'ragserve_chunks' (1 chunks)" in res.stderr
@@ -111,9 +132,10 @@ def test_a_dense_only_collection_is_refused_then_rebuilt(encoder, tmp_path: Path
 
 def test_store_refuses_hybrid_search_without_the_bm25_field(encoder, tmp_path: Path) -> None:
     cfg = load_config(env={"RAGSERVE_HOME": str(tmp_path)})
-    legacy_collection(str(cfg.store.uri), cfg.store.collection, encoder.model_name, encoder.dim)
+    uri, name = str(cfg.store.uri), cfg.store.collection
+    legacy_collection(uri, name, encoder.model_name, encoder.dim, tenants=True)
     store = MilvusStore(cfg.store)  # dense use: accepted
     store.ensure_collection(encoder.dim, encoder.model_name)
     with pytest.raises(SchemaMismatchError, match="--rebuild"):
-        store.hybrid_search(encoder.embed_queries(["x"])[0], "x", 3)
+        store.hybrid_search(encoder.embed_queries(["x"])[0], "x", 3, access=DEFAULT_ACCESS)
     store.close()

@@ -84,7 +84,8 @@ class Recorder:
         self.calls.append(("delete", principal.name))
         return {"source": source}
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, principal: Principal) -> dict[str, Any]:
+        self.calls.append(("stats", principal.name))
         return {"chunks": 0}
 
 

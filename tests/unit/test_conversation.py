@@ -13,6 +13,7 @@ from ragserve.conversation import appended, clean_rewrite, fuse
 from ragserve.generator.engine import GenerationDelta, GeneratorError
 from ragserve.limits import MAX_QUESTION_CHARS
 from ragserve.rag import RagPipeline, RagRequest, SearchResult
+from ragserve.store.filters import Access
 from ragserve.store.milvus import Hit
 
 TURNS = [
@@ -31,9 +32,13 @@ class Recording:
 
     def __init__(self, cfg: RetrievalConfig, rankings: dict[str, list[Hit]] | None = None):
         self.cfg, self.rankings, self.searched = cfg, rankings or {}, []
+        self.accesses: list[Any] = []
 
-    async def search(self, text: str, top_k: int, where: Any = None, rerank: Any = None) -> SearchResult:
+    async def search(
+        self, text: str, top_k: int, where: Any = None, rerank: Any = None, *, access: Any = None
+    ) -> SearchResult:
         self.searched.append(text)
+        self.accesses.append(access)
         hits = self.rankings.get(text, [hit("x")])
         return SearchResult(
             hits[:top_k], {"embed_ms": 1.0, "search_ms": 2.0}, max(h.similarity for h in hits)
@@ -69,10 +74,13 @@ class Ids:
         return [1, 2, 3]
 
 
+ACCESS = Access("acme", frozenset({"hr"}))
+
+
 def retrieve(method: str, generator: Scripted, turns: Any = TURNS, **cfg: Any) -> tuple[Any, Any, Recording]:
     retriever = Recording(RetrievalConfig(conversation=method, **cfg))
     pipeline = RagPipeline(retriever, generator, Ids(), 5, "not covered")  # type: ignore[arg-type]
-    req = RagRequest(FOLLOW_UP, SamplingConfig(), turns=turns, request_id="r")
+    req = RagRequest(FOLLOW_UP, SamplingConfig(), turns=turns, request_id="r", access=ACCESS)
     found, query = asyncio.run(pipeline._retrieve(FOLLOW_UP, req))
     return found, query, retriever
 
@@ -137,3 +145,20 @@ def test_a_failed_or_slow_rewrite_falls_back_to_fused_and_says_why(generator: Sc
     found, query, retriever = retrieve("rewrite", generator, rewrite_timeout_s=0.2)
     assert (query.method, query.fallback) == ("fused", why)
     assert len(retriever.searched) == 2 and "rewrite_ms" in found.timings
+
+
+@pytest.mark.parametrize(
+    ("method", "generator"),
+    [
+        ("last", Scripted()),
+        ("append", Scripted()),
+        ("fused", Scripted()),
+        ("rewrite", Scripted("How do I enable mmap for a single field?")),
+        ("rewrite", Scripted(error=GeneratorError("generator replica died"))),  # falls back to fused
+    ],
+)
+def test_every_search_of_a_conversation_is_restricted_to_the_callers_access(
+    method: str, generator: Scripted
+) -> None:
+    _, _, retriever = retrieve(method, generator)
+    assert retriever.accesses and all(a == ACCESS for a in retriever.accesses), retriever.accesses

@@ -22,7 +22,7 @@ class HeldIngestor:
     def __init__(self) -> None:
         self.started, self.release = threading.Event(), threading.Event()
 
-    def ingest_texts(self, docs: Any) -> Any:
+    def ingest_texts(self, docs: Any, access: Any) -> Any:
         from ragserve.ingest.pipeline import IngestReport
 
         self.started.set()

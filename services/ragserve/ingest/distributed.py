@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,6 +56,7 @@ from ragserve.ingest.pipeline import (
     target_collection,
 )
 from ragserve.observability import metrics
+from ragserve.store.filters import DEFAULT_TENANT, Access, check_groups, check_tenant
 from ragserve.store.lease import Lease
 from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError, lite_locked
 
@@ -83,6 +85,19 @@ CHUNK_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a run's documents go: one tenant, each document with the same groups."""
+
+    tenant: str = DEFAULT_TENANT
+    groups: tuple[str, ...] = ()
+
+    @property
+    def access(self) -> Access:
+        """What the run plans, prunes and deletes within: its tenant's documents of any group."""
+        return Access(self.tenant)
+
+
+@dataclass(frozen=True)
 class FileDigest:
     """A parsed file as planning sees it (the chunks stay in Ray's object store)."""
 
@@ -92,20 +107,37 @@ class FileDigest:
 
 
 # ---- stages (run in Ray workers) -----------------------------------------------------------------------
-def parse_files(batch: dict[str, np.ndarray], cfg: IngestConfig, uri: str | None, origin: str) -> pa.Table:
+def parse_files(
+    batch: dict[str, np.ndarray],
+    cfg: IngestConfig,
+    uri: str | None,
+    origin: str,
+    tenant: str = DEFAULT_TENANT,
+    groups: tuple[str, ...] = (),
+) -> pa.Table:
     """Read, clean and chunk files with pipeline.prepare; a LoaderError becomes an error row. ``uri``: the
-    object store root the paths are in (None: local paths); ``origin``: the run's (pipeline.origin_of)."""
+    object store root the paths are in (None: local paths); ``origin``: the run's (pipeline.origin_of);
+    ``tenant`` and ``groups``: the run's, part of each chunk's id and hash."""
     splitter = make_splitter(cfg)
     filesystem = _filesystem(uri) if uri else None
     rows: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA.names}
     for path, source in zip(batch["path"], batch["source"], strict=True):
         try:
             if filesystem is None:
-                records = prepare(Path(path), str(source), cfg, splitter, origin=origin).records()
+                records = prepare(
+                    Path(path), str(source), cfg, splitter, origin=origin, tenant=tenant, groups=groups
+                ).records()
             else:
                 raw = _read_object(filesystem, str(path))
                 records = prepare(
-                    PurePosixPath(path), str(source), cfg, splitter, raw, origin=origin
+                    PurePosixPath(path),
+                    str(source),
+                    cfg,
+                    splitter,
+                    raw,
+                    origin=origin,
+                    tenant=tenant,
+                    groups=groups,
                 ).records()
         except LoaderError as err:
             failed = ChunkRecord("", str(source), "", "", -1, "")
@@ -208,9 +240,12 @@ def chunks_of(batch: dict[str, np.ndarray], sources: frozenset[str]) -> dict[str
     return {k: v[keep] for k, v in batch.items() if k not in ("n_chunks", "error")}
 
 
-def records_of(batch: dict[str, np.ndarray]) -> list[ChunkRecord]:
+def records_of(
+    batch: dict[str, np.ndarray], tenant: str = DEFAULT_TENANT, groups: tuple[str, ...] = ()
+) -> list[ChunkRecord]:
+    """The chunks of a batch, placed in the run's tenant with its groups (one run, one placement)."""
     return [
-        ChunkRecord(str(i), str(s), str(t), str(c), int(n), str(h), str(b), str(o))
+        ChunkRecord(str(i), str(s), str(t), str(c), int(n), str(h), str(b), str(o), tenant, groups)
         for i, s, t, c, n, h, b, o in zip(
             batch["id"],
             batch["source"],
@@ -254,9 +289,17 @@ class EmbedChunks:
 class WriteChunks:
     """Writer actor: upserts embedded chunks and returns which ones are written (source, chunk_index)."""
 
-    def __init__(self, store: StoreConfig, require_bm25: bool, model_name: str):
+    def __init__(
+        self,
+        store: StoreConfig,
+        require_bm25: bool,
+        model_name: str,
+        tenant: str = DEFAULT_TENANT,
+        groups: tuple[str, ...] = (),
+    ):
         self.store = MilvusStore(store, require_bm25=require_bm25)
         self.model_name = model_name
+        self.tenant, self.groups = tenant, groups
         self.checked = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -264,7 +307,7 @@ class WriteChunks:
         if not self.checked:  # the real vectors against the collection; also learns its BM25 field
             self.store.ensure_collection(vectors.shape[1], self.model_name)
             self.checked = True
-        self.store.upsert(records_of(batch), vectors)
+        self.store.upsert(records_of(batch, self.tenant, self.groups), vectors)
         return {"source": batch["source"], "chunk_index": batch["chunk_index"]}
 
 
@@ -279,6 +322,8 @@ def ingest_on_ray(
     rebuild: bool = False,
     progress: Progress | None = None,
     show_progress: bool = False,
+    tenant: str = DEFAULT_TENANT,
+    groups: Sequence[str] = (),
 ) -> IngestReport:
     """``ragserve ingest PATH --ray [ADDRESS]``: the local Ingestor's plan and report, on Ray Data.
 
@@ -289,6 +334,7 @@ def ingest_on_ray(
 
     if cfg.ingest.ray is None:
         raise IngestError("ingest.ray is not configured: set it in the config file (see the profiles)")
+    placement = Placement(check_tenant(tenant), check_groups(groups))
     started_ray = False
     if not ray.is_initialized():
         _init_ray(address)
@@ -306,7 +352,7 @@ def ingest_on_ray(
             uri = ray.get(owner.uri.remote())
         store = MilvusStore.for_app(cfg, uri)
         try:
-            return _run(cfg, cfg.ingest.ray, store, str(root), base_url, prune, rebuild, progress)
+            return _run(cfg, cfg.ingest.ray, store, str(root), base_url, prune, rebuild, progress, placement)
         finally:
             store.close()
     finally:
@@ -354,6 +400,7 @@ def _run(
     prune: bool,
     rebuild: bool,
     progress: Progress | None,
+    placement: Placement,
 ) -> IngestReport:
     """The run holds the collection's lease (store/lease.py) throughout; ``rebuild`` writes into a new
     collection that takes over the name at the end (pipeline.target_collection): the writers get its name
@@ -367,13 +414,13 @@ def _run(
         parsed: Any = None
         digests: list[FileDigest] = []
         if found.files:
-            parsed, digests, failed = _parse(cfg, rcfg, root, found.files, origin)
+            parsed, digests, failed = _parse(cfg, rcfg, root, found.files, origin, placement)
             digests.sort(key=lambda f: order[f.source])
             for source, reason in sorted(failed, key=lambda f: order[f[0]]):
                 log.warning("skipping %s: %s", source, reason)
                 report.files_failed.append((source, reason))
-        with target_collection(store, rebuild, report) as target:
-            _write(cfg, rcfg, target, parsed, digests, origin, prune, report, progress)
+        with target_collection(store, rebuild, report, placement.tenant) as target:
+            _write(cfg, rcfg, target, parsed, digests, origin, prune, report, progress, placement)
             lease.check()  # before a rebuild's switch: a run that lost its lease must not switch
     report.seconds = time.perf_counter() - started
     return report
@@ -389,6 +436,7 @@ def _write(
     prune: bool,
     report: IngestReport,
     progress: Progress | None,
+    placement: Placement,
 ) -> None:
     """Plan against ``store`` (the collection or a rebuild's new one), embed and write, delete stale."""
     env = environment.process_env(cfg)
@@ -400,9 +448,11 @@ def _write(
     dim = store.vector_dim()
     if dim is not None:
         store.ensure_collection(dim, model_name)
-    owned = store.sources_of_origin(origin) if prune and dim is not None else set()
+    access = placement.access
+    owned = store.sources_of_origin(origin, access=access) if prune and dim is not None else set()
     failed_sources = [source for source, _ in report.files_failed]
-    plan = make_plan(digests, store.document_index() if dim is not None else {}, owned, failed_sources)
+    existing = store.document_index(access=access) if dim is not None else {}
+    plan = make_plan(digests, existing, owned, failed_sources)
     report.files_unchanged = len(plan.unchanged)
 
     if plan.write and parsed is not None:
@@ -416,18 +466,29 @@ def _write(
             **retry,
         ).map_batches(
             WriteChunks,
-            fn_constructor_args=(store.cfg, store.require_bm25, model_name),
+            fn_constructor_args=(
+                store.cfg,
+                store.require_bm25,
+                model_name,
+                placement.tenant,
+                placement.groups,
+            ),
             batch_size=cfg.store.write_batch_size,
             concurrency=rcfg.write_concurrency,
             num_cpus=0,  # waits on Milvus; must not take a CPU from the embedding actors
             **retry,
         )
-        _finish_as_written(written, store, plan, report, progress)
-    prune_gone(store, plan, report)
+        _finish_as_written(written, store, plan, report, progress, access)
+    prune_gone(store, plan, report, access)
 
 
 def _parse(
-    cfg: AppConfig, rcfg: IngestRayConfig, root: str, found: list[tuple[str, str]], origin: str
+    cfg: AppConfig,
+    rcfg: IngestRayConfig,
+    root: str,
+    found: list[tuple[str, str]],
+    origin: str,
+    placement: Placement,
 ) -> tuple[Any, list[FileDigest], list[tuple[str, str]]]:
     """Read, parse and chunk every file on Ray Data: the materialized chunks, each parsed file's digest, and
     the (source, reason) of each file that failed to load."""
@@ -442,7 +503,13 @@ def _parse(
     parse: Any = parse_files  # Ray's stubs do not type extra keyword arguments of a batch function
     parsed = files.map_batches(
         parse,
-        fn_kwargs={"cfg": cfg.ingest, "uri": root if is_object_store(root) else None, "origin": origin},
+        fn_kwargs={
+            "cfg": cfg.ingest,
+            "uri": root if is_object_store(root) else None,
+            "origin": origin,
+            "tenant": placement.tenant,
+            "groups": placement.groups,
+        },
         concurrency=rcfg.parse_concurrency,
         num_cpus=1,
     ).materialize()  # planning needs every file's hash; the chunks wait in the object store
@@ -461,6 +528,7 @@ def _finish_as_written(
     plan: IngestPlan[FileDigest],
     report: IngestReport,
     progress: Progress | None,
+    access: Access,
 ) -> None:
     """Consume the writers' output; a file is finished (stale versions deleted) once all its chunks are in."""
     pending: dict[str, tuple[FileDigest, set[int]]] = {f.source: (f, set()) for f in plan.write}
@@ -475,7 +543,7 @@ def _finish_as_written(
             entry[1].add(int(index))
             done += 1
             if len(entry[1]) == entry[0].n_chunks:
-                finish_file(store, plan, entry[0], report)
+                finish_file(store, plan, entry[0], report, access)
                 metrics.INGESTED_DOCUMENTS.inc()
                 del pending[str(source)]
         metrics.INGESTED_CHUNKS.inc(done - before)

@@ -8,7 +8,11 @@ Idempotent and crash-safe by construction:
   both versions, which the next run detects as "changed" and finishes (no duplicates, nothing lost);
 - ``--prune`` deletes only what the run owns and no longer finds: sources recorded with the run's origin
   (its root or base URL) whose files are gone. A file that failed to load this run keeps its chunks, and
-  documents from the API or from another root are never touched.
+  documents from the API or from another root are never touched;
+- a run writes into one tenant, each document with the run's groups (or, through the API, its own), and
+  plans, prunes and deletes within what its ``Access`` may see: another tenant's documents are never read or
+  touched. Chunk ids of tenants other than the default include the tenant, and the groups are part of
+  ``doc_hash``, so a document whose groups change is rewritten.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ragserve.limits import MAX_FILTER_SOURCES, check_source
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
 from ragserve.store import rebuild as rebuild_store
-from ragserve.store.filters import Filter
+from ragserve.store.filters import DEFAULT_ACCESS, DEFAULT_TENANT, Access, Filter, check_groups, check_tenant
 from ragserve.store.lease import Lease
 from ragserve.store.milvus import API_ORIGIN, ChunkRecord, MilvusStore
 
@@ -66,6 +70,8 @@ class PreparedFile:
     doc_hash: str
     chunks: list[Chunk]
     origin: str = ""  # the run's origin (see origin_of), recorded with every chunk
+    tenant: str = DEFAULT_TENANT
+    groups: tuple[str, ...] = ()  # sorted (check_groups); empty: visible to the whole tenant
 
     @property
     def n_chunks(self) -> int:
@@ -74,7 +80,7 @@ class PreparedFile:
     def records(self) -> list[ChunkRecord]:
         return [
             ChunkRecord(
-                chunk_id(self.source, self.doc_hash, i),
+                chunk_id(self.source, self.doc_hash, i, self.tenant),
                 self.source,
                 self.title,
                 c.text,
@@ -82,6 +88,8 @@ class PreparedFile:
                 self.doc_hash,
                 c.breadcrumb,
                 self.origin,
+                self.tenant,
+                self.groups,
             )
             for i, c in enumerate(self.chunks)
         ]
@@ -94,6 +102,7 @@ class TextDocument:
     source: str
     text: str
     title: str | None = None
+    groups: tuple[str, ...] = ()
 
 
 @dataclass
@@ -162,13 +171,19 @@ class IngestReport:
         }
 
 
-def chunk_id(source: str, doc_hash: str, index: int) -> str:
-    return hashlib.sha256(f"{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
+def chunk_id(source: str, doc_hash: str, index: int, tenant: str = DEFAULT_TENANT) -> str:
+    """Unique across tenants (two tenants may hold the same source and text); the default tenant's ids are
+    those from before tenants."""
+    scope = "" if tenant == DEFAULT_TENANT else f"{tenant}\x00"
+    return hashlib.sha256(f"{scope}{source}\x00{doc_hash}\x00{index}".encode()).hexdigest()[:32]
 
 
-def document_hash(text: str, title: str, cfg: IngestConfig) -> str:
+def document_hash(text: str, title: str, cfg: IngestConfig, groups: Sequence[str] = ()) -> str:
+    """Covers the text, title, chunking settings and groups: a document whose groups change is rewritten
+    (without groups, the hash from before groups)."""
     settings = f"{cfg.chunk_size}:{cfg.chunk_overlap}:{cfg.embed_title}:{cfg.chunker}"
-    return hashlib.sha256(f"{settings}\x00{title}\x00{text}".encode()).hexdigest()[:32]
+    access = "\x00" + "\x01".join(sorted(groups)) if groups else ""
+    return hashlib.sha256(f"{settings}\x00{title}\x00{text}{access}".encode()).hexdigest()[:32]
 
 
 def discover(root: Path, cfg: IngestConfig) -> Discovered[Path]:
@@ -282,6 +297,8 @@ def prepare(
     raw: bytes | None = None,
     *,
     origin: str = "",
+    tenant: str = DEFAULT_TENANT,
+    groups: tuple[str, ...] = (),
 ) -> PreparedFile:
     """Read, clean and chunk one file (a trace span per file when tracing is on). ``raw``: the file's bytes
     when something else read them (object storage); ``path`` then only names it."""
@@ -292,13 +309,20 @@ def prepare(
             if raw is None
             else parse_document(raw, path, time_limit_s=limit)
         )
-        prepared = prepare_text(doc, source, cfg, splitter, origin)
+        prepared = prepare_text(doc, source, cfg, splitter, origin, tenant=tenant, groups=groups)
         span.set_attribute("chunks", len(prepared.chunks))
         return prepared
 
 
 def prepare_text(
-    doc: Document, source: str, cfg: IngestConfig, splitter: Splitter, origin: str = ""
+    doc: Document,
+    source: str,
+    cfg: IngestConfig,
+    splitter: Splitter,
+    origin: str = "",
+    *,
+    tenant: str = DEFAULT_TENANT,
+    groups: tuple[str, ...] = (),
 ) -> PreparedFile:
     try:
         check_source(source)
@@ -307,7 +331,8 @@ def prepare_text(
     chunks = splitter(doc.text, doc.title)
     if not chunks:
         raise LoaderError("no text content")
-    return PreparedFile(source, doc.title, document_hash(doc.text, doc.title, cfg), chunks, origin)
+    doc_hash = document_hash(doc.text, doc.title, cfg, groups)
+    return PreparedFile(source, doc.title, doc_hash, chunks, origin, tenant, groups)
 
 
 def make_plan(
@@ -348,16 +373,26 @@ def embed_text(record: ChunkRecord, with_title: bool) -> str:
 
 
 @contextmanager
-def target_collection(store: MilvusStore, rebuild: bool, report: IngestReport) -> Iterator[MilvusStore]:
+def target_collection(
+    store: MilvusStore, rebuild: bool, report: IngestReport, tenant: str = DEFAULT_TENANT
+) -> Iterator[MilvusStore]:
     """The store a run writes into. Without ``rebuild``: ``store`` itself. With it: a new collection, built
     while the current one keeps answering searches, that takes over store.collection (an alias switch,
     store/rebuild.py) when the block completes; dropped instead when the block fails, or when nothing was
-    written (every file failed to load: the current collection is worth more than an empty one)."""
+    written (every file failed to load: the current collection is worth more than an empty one). A rebuild
+    writes one tenant's documents: it is refused while the collection holds another tenant's."""
     if not rebuild:
         yield store
         return
+    others = store.collection_chunks(outside=tenant)
+    if others:
+        raise IngestError(
+            f"--rebuild replaces the whole collection {store.collection!r}, which holds {others} chunks of "
+            f"tenants other than {tenant!r}: rebuild into another store.collection and ingest every "
+            "tenant's documents there"
+        )
     new = rebuild_store.begin(store)
-    previous = store.count(latest=True) if store.has_collection() else None
+    previous = store.collection_chunks() if store.has_collection() else None
     try:
         yield new
     except BaseException:
@@ -371,12 +406,14 @@ def target_collection(store: MilvusStore, rebuild: bool, report: IngestReport) -
     report.rebuild_switch = rebuild_store.switch(store, new)
 
 
-def finish_file(store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report: IngestReport) -> None:
+def finish_file(
+    store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report: IngestReport, access: Access
+) -> None:
     """Called once every new chunk of ``f`` is written: only now are its other versions deleted."""
     old = plan.existing.get(f.source, {})
     stale = sum(n for h, n in old.items() if h != f.doc_hash)
     if stale:
-        store.delete_stale(f.source, f.doc_hash)
+        store.delete_stale(f.source, f.doc_hash, access=access)
     report.chunks_deleted += stale
     if old:
         report.chunks_updated += f.n_chunks
@@ -385,11 +422,11 @@ def finish_file(store: MilvusStore, plan: IngestPlan[F], f: FileVersion, report:
     report.files_written += 1
 
 
-def prune_gone(store: MilvusStore, plan: IngestPlan[F], report: IngestReport) -> None:
+def prune_gone(store: MilvusStore, plan: IngestPlan[F], report: IngestReport, access: Access) -> None:
     """``--prune``: delete every chunk of the sources the run owns whose files are no longer under PATH."""
     for source in plan.prune:
         report.chunks_deleted += sum(plan.existing[source].values())
-        store.delete(Filter.of_sources([source]))
+        store.delete(Filter.of_sources([source]), access=access)
         report.sources_pruned += 1
 
 
@@ -411,12 +448,17 @@ class Ingestor:
         prune: bool = False,
         rebuild: bool = False,
         progress: Progress | None = None,
+        tenant: str = DEFAULT_TENANT,
+        groups: Sequence[str] = (),
     ) -> IngestReport:
         """``rebuild``: write everything anew into a new collection that replaces the current one when it is
         complete (searches keep answering from the current one meanwhile). The run holds the collection's
         lease (store/lease.py) from the start: a second run against the same collection is refused with
-        LeaseBusyError instead of deleting this one's chunks."""
+        LeaseBusyError instead of deleting this one's chunks. Every file goes to ``tenant`` with ``groups``
+        (none: the whole tenant reads it); the run sees and replaces that tenant's documents of any group."""
         started = time.perf_counter()
+        tenant, placed = check_tenant(tenant), check_groups(groups)
+        access = Access(tenant)
         root = root.expanduser()
         found = discover(root, self.cfg)
         report = start_report(found, lambda p: source_for(p, root, base_url), str(root), self.cfg)
@@ -426,24 +468,36 @@ class Ingestor:
             for path in found.files:
                 source = source_for(path, root, base_url)
                 try:
-                    prepared.append(prepare(path, source, self.cfg, self.splitter, origin=origin))
+                    prepared.append(
+                        prepare(
+                            path,
+                            source,
+                            self.cfg,
+                            self.splitter,
+                            origin=origin,
+                            tenant=tenant,
+                            groups=placed,
+                        )
+                    )
                 except LoaderError as err:
                     log.warning("skipping %s: %s", source, err)
                     report.files_failed.append((source, str(err)))
-            with target_collection(self.store, rebuild, report) as store:
+            with target_collection(self.store, rebuild, report, tenant) as store:
                 store.ensure_collection(self.encoder.dim, self.encoder.model_name)
-                owned = store.sources_of_origin(origin) if prune else set()
+                owned = store.sources_of_origin(origin, access=access) if prune else set()
                 failed = [source for source, _ in report.files_failed]
-                plan = make_plan(prepared, store.document_index(), owned, failed)
+                plan = make_plan(prepared, store.document_index(access=access), owned, failed)
                 writer = self if store is self.store else Ingestor(self.encoder, store, self.cfg)
-                writer._apply(plan, report, progress)
+                writer._apply(plan, report, progress, access)
                 lease.check()  # before a rebuild's switch: a run that lost its lease must not switch
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_texts(self, docs: Sequence[TextDocument]) -> IngestReport:
+    def ingest_texts(self, docs: Sequence[TextDocument], access: Access = DEFAULT_ACCESS) -> IngestReport:
         """Idempotent write of documents sent as text (POST /v1/documents): cleaned, chunked and hashed
-        exactly like files. Raises ValueError naming ``documents.N.field`` before anything is written."""
+        exactly like files, into ``access.tenant`` with each document's groups. Planned within ``access``
+        (the caller's): a document of the same source the caller cannot see is neither read nor replaced.
+        Raises ValueError naming ``documents.N.field`` before anything is written."""
         sources = [d.source for d in docs]
         if len(set(sources)) != len(sources):
             raise ValueError("documents: each document source must be unique in a request")
@@ -454,12 +508,23 @@ class Ingestor:
                 raise ValueError(f"documents.{i}.text: document text is empty")
             try:
                 document = Document(text, doc.title or doc.source)
-                prepared.append(prepare_text(document, doc.source, self.cfg, self.splitter, API_ORIGIN))
+                groups = check_groups(doc.groups, f"documents.{i}.groups")
+                prepared.append(
+                    prepare_text(
+                        document,
+                        doc.source,
+                        self.cfg,
+                        self.splitter,
+                        API_ORIGIN,
+                        tenant=access.tenant,
+                        groups=groups,
+                    )
+                )
             except LoaderError as err:
                 raise ValueError(f"documents.{i}.text: {err}") from None
-        return self._ingest_prepared(prepared)
+        return self._ingest_prepared(prepared, access)
 
-    def _ingest_prepared(self, prepared: Sequence[PreparedFile]) -> IngestReport:
+    def _ingest_prepared(self, prepared: Sequence[PreparedFile], access: Access) -> IngestReport:
         """Idempotent write of in-memory documents; only their own sources are compared."""
         started = time.perf_counter()
         report = IngestReport(files=len(prepared))
@@ -468,18 +533,30 @@ class Ingestor:
         sources = [f.source for f in prepared]
         for start in range(0, len(sources), MAX_FILTER_SOURCES):  # a filter names at most this many
             existing |= self.store.document_index(
-                Filter.of_sources(sources[start : start + MAX_FILTER_SOURCES])
+                Filter.of_sources(sources[start : start + MAX_FILTER_SOURCES]), access=access
             )
-        self._apply(make_plan(prepared, existing), report, None)
+        self._apply(make_plan(prepared, existing), report, None, access)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _apply(self, plan: IngestPlan[PreparedFile], report: IngestReport, progress: Progress | None) -> None:
+    def _apply(
+        self,
+        plan: IngestPlan[PreparedFile],
+        report: IngestReport,
+        progress: Progress | None,
+        access: Access,
+    ) -> None:
         report.files_unchanged = len(plan.unchanged)
-        self._write(plan, report, progress)
-        prune_gone(self.store, plan, report)
+        self._write(plan, report, progress, access)
+        prune_gone(self.store, plan, report, access)
 
-    def _write(self, plan: IngestPlan[PreparedFile], report: IngestReport, progress: Progress | None) -> None:
+    def _write(
+        self,
+        plan: IngestPlan[PreparedFile],
+        report: IngestReport,
+        progress: Progress | None,
+        access: Access,
+    ) -> None:
         """Embed and write changed files in groups; ``progress(done_chunks, total_chunks)`` after each."""
         total = sum(len(f.chunks) for f in plan.write)
         done = 0
@@ -490,7 +567,7 @@ class Ingestor:
                 vectors = self.encoder.embed_documents(texts)
                 self.store.upsert(records, vectors)
                 for f in group:
-                    finish_file(self.store, plan, f, report)
+                    finish_file(self.store, plan, f, report, access)
             done += len(records)
             metrics.INGESTED_DOCUMENTS.inc(len(group))
             metrics.INGESTED_CHUNKS.inc(len(records))

@@ -167,20 +167,22 @@ def create_api(
 
     # ---- RAG --------------------------------------------------------------------------------------------
     @api.post("/v1/query", response_model=QueryResponse)
-    async def query(body: QueryRequest) -> Any:
+    async def query(body: QueryRequest, request: Request) -> Any:
+        principal = principal_of(request)
         if body.stream:
-            return _stream(await guarded(service.query_events(body), timeout_s))
-        return await guarded(service.query(body), timeout_s)
+            return _stream(await guarded(service.query_events(body, principal), timeout_s))
+        return await guarded(service.query(body, principal), timeout_s)
 
     @api.post("/v1/search", response_model=SearchResponse)
-    async def search(body: SearchRequest) -> Any:
-        return await guarded(service.search(body), timeout_s)
+    async def search(body: SearchRequest, request: Request) -> Any:
+        return await guarded(service.search(body, principal_of(request)), timeout_s)
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest) -> Any:
+    async def chat_completions(body: ChatRequest, request: Request) -> Any:
+        principal = principal_of(request)
         if body.stream:
-            return _stream(await guarded(service.chat_events(body), timeout_s))
-        return await guarded(service.chat(body), timeout_s)
+            return _stream(await guarded(service.chat_events(body, principal), timeout_s))
+        return await guarded(service.chat(body, principal), timeout_s)
 
     @api.get("/v1/models", response_model=ModelList)
     async def models() -> Any:
@@ -196,7 +198,7 @@ def create_api(
         return await guarded(service.delete_document(source, principal_of(request)), timeout_s)
 
     @api.get("/v1/collections/stats")
-    async def collection_stats() -> Any:
-        return await guarded(service.stats(), timeout_s)
+    async def collection_stats(request: Request) -> Any:
+        return await guarded(service.stats(principal_of(request)), timeout_s)
 
     return api

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ragserve import limits
 from ragserve.config import ConversationMethod
+from ragserve.store.filters import MAX_GROUPS, check_groups
 from ragserve.store.filters import Filter as StoreFilter
 
 
@@ -119,6 +120,17 @@ class DocumentIn(_Strict):
         ..., min_length=1, max_length=limits.MAX_DOCUMENT_CHARS, description="Plain text or Markdown."
     )
     title: str | None = Field(None, max_length=limits.MAX_TITLE_CHARS)
+    groups: list[str] | None = Field(
+        None,
+        max_length=MAX_GROUPS,
+        description="Who may read the document within the caller's tenant: principals sharing one of these "
+        "groups (each among the caller's own). Absent or empty: everyone in the tenant.",
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _check_groups(cls, groups: list[str] | None) -> list[str] | None:
+        return None if groups is None else list(check_groups(groups))
 
     @field_validator("source")
     @classmethod

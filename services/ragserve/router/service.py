@@ -1,4 +1,7 @@
-"""RagService: what the HTTP endpoints do, independent of FastAPI and Serve (handles come in from outside)."""
+"""RagService: what the HTTP endpoints do, independent of FastAPI and Serve (handles come in from outside).
+
+Every method takes the caller's Principal and hands its ``access`` down to the store, which restricts every
+search, count and delete to it: another tenant's document is "not found" here, never "forbidden"."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from ragserve.router.models import (
     SearchRequest,
     store_filter,
 )
-from ragserve.store.filters import Filter
+from ragserve.store.filters import Access, Filter
 
 log = logging.getLogger(__name__)
 DOCUMENT_WRITE_RETRY_AFTER_S = 1.0  # Retry-After of a document write refused while others run
@@ -114,15 +117,15 @@ class RagService:
         return sampling
 
     # ---- retrieval ------------------------------------------------------------------------------------
-    async def search(self, req: SearchRequest) -> dict[str, Any]:
+    async def search(self, req: SearchRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
         where = store_filter(req.filter)
         result: SearchResult = await self.retriever.search(
-            req.query, self._top_k(req.top_k), where, req.rerank
+            req.query, self._top_k(req.top_k), where, req.rerank, access=principal.access
         )
         return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
 
     # ---- RAG query ------------------------------------------------------------------------------------
-    def _query_request(self, req: QueryRequest) -> RagRequest:
+    def _query_request(self, req: QueryRequest, access: Access) -> RagRequest:
         s = req.sampling or Sampling()
         return RagRequest(
             req.question,
@@ -131,13 +134,16 @@ class RagService:
             store_filter(req.filter),
             request_id=uuid.uuid4().hex,
             rerank=req.rerank,
+            access=access,
         )
 
-    async def _start_request(self, req: QueryRequest) -> tuple[Retrieved, AsyncIterator[Event]]:
-        return await self.pipeline.start(self._query_request(req))
+    async def _start_request(
+        self, req: QueryRequest, principal: Principal
+    ) -> tuple[Retrieved, AsyncIterator[Event]]:
+        return await self.pipeline.start(self._query_request(req, principal.access))
 
-    async def query(self, req: QueryRequest) -> dict[str, Any]:
-        retrieved, events = await self._start_request(req)
+    async def query(self, req: QueryRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
+        retrieved, events = await self._start_request(req, principal)
         text, done = await collect(events)
         return {
             "answer": text,
@@ -150,9 +156,9 @@ class RagService:
             "grounded": retrieved.grounded,
         }
 
-    async def query_events(self, req: QueryRequest) -> AsyncIterator[str]:
+    async def query_events(self, req: QueryRequest, principal: Principal = ANONYMOUS) -> AsyncIterator[str]:
         """SSE: `sources` event, `delta` events, a `done` event with usage and timings, then [DONE]."""
-        retrieved, events = await self._start_request(req)
+        retrieved, events = await self._start_request(req, principal)
         return self._query_sse(retrieved, events)
 
     async def _query_sse(self, retrieved: Retrieved, events: AsyncIterator[Any]) -> AsyncIterator[str]:
@@ -176,7 +182,7 @@ class RagService:
         yield sse("[DONE]")
 
     # ---- OpenAI-compatible chat ----------------------------------------------------------------------
-    def _chat_request(self, req: ChatRequest) -> RagRequest:
+    def _chat_request(self, req: ChatRequest, access: Access) -> RagRequest:
         if req.model and req.model != self.generator.model_name:
             raise ApiError(404, "model_not_found", f"model {req.model!r} is not served here", "model")
         users = [i for i, m in enumerate(req.messages) if m.role == "user" and m.text().strip()]
@@ -209,10 +215,11 @@ class RagService:
             req.rerank,
             turns,
             req.conversation,
+            access,
         )
 
-    async def chat(self, req: ChatRequest) -> dict[str, Any]:
-        retrieved, events = await self.pipeline.start(self._chat_request(req))
+    async def chat(self, req: ChatRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
+        retrieved, events = await self.pipeline.start(self._chat_request(req, principal.access))
         text, done = await collect(events)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -234,8 +241,8 @@ class RagService:
             "timings": done.timings,
         }
 
-    async def chat_events(self, req: ChatRequest) -> AsyncIterator[str]:
-        retrieved, events = await self.pipeline.start(self._chat_request(req))
+    async def chat_events(self, req: ChatRequest, principal: Principal = ANONYMOUS) -> AsyncIterator[str]:
+        retrieved, events = await self.pipeline.start(self._chat_request(req, principal.access))
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return self._chat_sse(retrieved, events, include_usage)
 
@@ -288,7 +295,21 @@ class RagService:
     # ---- documents ------------------------------------------------------------------------------------
     async def add_documents(self, req: DocumentsRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
         """At most router.document_writes at once per replica: a write holds a worker thread for as long as
-        its chunks take to embed, and searches need those threads too. More are refused at once (429)."""
+        its chunks take to embed, and searches need those threads too. More are refused at once (429).
+
+        Documents go to the caller's tenant. A document's ``groups`` must be among the caller's own (a
+        principal with every group may set any): 403 naming ``documents.N.groups`` otherwise. Forbidden,
+        not invalid: the request is well formed, this caller may not make it; and the caller knows its own
+        groups, so the answer tells it nothing about anyone else's documents."""
+        for i, d in enumerate(req.documents):
+            outside = sorted(set(d.groups or ()) - principal.groups) if principal.groups is not None else []
+            if outside:
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"documents.{i}.groups: {outside[0]!r} is not one of your groups",
+                    f"documents.{i}.groups",
+                )
         if self._writes.locked():
             raise ApiError(
                 429,
@@ -298,8 +319,8 @@ class RagService:
                 DOCUMENT_WRITE_RETRY_AFTER_S,
             )
         async with self._writes:
-            docs = [TextDocument(d.source, d.text, d.title) for d in req.documents]
-            report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_texts, docs)
+            docs = [TextDocument(d.source, d.text, d.title, tuple(d.groups or ())) for d in req.documents]
+            report: IngestReport = await asyncio.to_thread(self.ingestor.ingest_texts, docs, principal.access)
         log.info(
             "documents written by %s (tenant %s): %s",
             principal.name,
@@ -310,11 +331,13 @@ class RagService:
 
     async def delete_document(self, source: str, principal: Principal = ANONYMOUS) -> dict[str, Any]:
         where = Filter.of_sources([source])
+        access = principal.access
         # The latest writes (Strong): under Bounded, a document posted a moment ago would look absent (404).
-        count = await asyncio.to_thread(partial(self.store.count, where, latest=True))
+        # Another tenant's document, or one of groups the caller is not in, is absent to it: the same 404.
+        count = await asyncio.to_thread(partial(self.store.count, where, access=access, latest=True))
         if count == 0:
             raise ApiError(404, "not_found", f"no chunks stored for source {source!r}", "source")
-        await asyncio.to_thread(self.store.delete, where)
+        await asyncio.to_thread(partial(self.store.delete, where, access=access))
         log.info(
             "document %r deleted by %s (tenant %s): %d chunks",
             source,
@@ -324,8 +347,9 @@ class RagService:
         )
         return {"source": source, "deleted_chunks": count}
 
-    async def stats(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self.store.stats)
+    async def stats(self, principal: Principal = ANONYMOUS) -> dict[str, Any]:
+        """The collection as the caller sees it: its tenant's chunks and documents (of its groups)."""
+        return await asyncio.to_thread(partial(self.store.stats, access=principal.access))
 
     # ---- readiness ------------------------------------------------------------------------------------
     async def readiness(self, timeout_s: float = 5.0) -> tuple[bool, dict[str, str]]:

@@ -38,6 +38,31 @@ class Filter:
         return cls(sources=found)
 
 
+DEFAULT_TENANT = "default"  # a single-tenant deployment's, the operator keys' and the CLI's without --tenant
+MAX_TENANT_BYTES = 128  # the width of the chunk schema's tenant field
+MAX_GROUPS = 64  # the capacity of its groups array
+MAX_GROUP_BYTES = 128  # the width of each group
+
+
+def check_tenant(value: str, field: str = "tenant") -> str:
+    """A tenant name as stored: 1..MAX_TENANT_BYTES bytes of UTF-8, no control characters."""
+    if not value or len(value.encode("utf-8")) > MAX_TENANT_BYTES or not value.isprintable():
+        raise ValueError(f"{field}: a tenant is 1 to {MAX_TENANT_BYTES} bytes of printable text")
+    return value
+
+
+def check_groups(values: Iterable[str], field: str = "groups") -> tuple[str, ...]:
+    """A document's groups as stored: sorted, without duplicates, at most MAX_GROUPS of 1..MAX_GROUP_BYTES
+    bytes each. Empty: the document is visible to its whole tenant."""
+    groups = tuple(sorted(set(values)))
+    if len(groups) > MAX_GROUPS:
+        raise ValueError(f"{field}: at most {MAX_GROUPS} groups (got {len(groups)})")
+    for g in groups:
+        if not g or len(g.encode("utf-8")) > MAX_GROUP_BYTES or not g.isprintable():
+            raise ValueError(f"{field}: a group is 1 to {MAX_GROUP_BYTES} bytes of printable text")
+    return groups
+
+
 @dataclass(frozen=True)
 class Access:
     """Whose documents a caller may read or change: one tenant's, and of those the ones without groups or
@@ -46,6 +71,10 @@ class Access:
 
     tenant: str
     groups: frozenset[str] | None = None
+
+
+# The default tenant, every group: what a single-tenant deployment and the CLI without --tenant see.
+DEFAULT_ACCESS = Access(DEFAULT_TENANT)
 
 
 def compile_access(access: Access) -> str:
@@ -57,6 +86,12 @@ def compile_access(access: Access) -> str:
         return f"{expr} and array_length(groups) == 0"
     listed = ", ".join(quote(g) for g in sorted(access.groups))
     return f"{expr} and (array_length(groups) == 0 or array_contains_any(groups, [{listed}]))"
+
+
+def restricted(access: Access, expr: str = "") -> str:
+    """``expr`` (a compiled filter, '' = everything) within what ``access`` may see: the only way the store
+    builds the expression of a read, count or delete of chunks."""
+    return _all_of(compile_access(access), expr)
 
 
 def quote(value: str) -> str:

@@ -6,6 +6,14 @@ so hybrid search (dense + BM25, fused by RRF or weights) is one ``hybrid_search`
 Milvus 2.5+ server alike. A collection created before that (no BM25 field) still serves dense search and is
 refused for hybrid with the command that rebuilds it. A server older than 2.5 (no BM25 function, no sparse
 vectors) gets dense-only collections: ``retrieval.mode: dense`` works on it, hybrid is refused up front.
+
+Every chunk belongs to a ``tenant`` and may carry ``groups``. Every read, count and delete of chunks takes
+an ``Access`` and sends ``filters.restricted(access, ...)``, so a client's filter narrows what a caller may
+see and never widens it; both requests of a hybrid search carry it (a pre-filter: top_k is full of visible
+chunks). The tenant is a partition key (one collection serves many tenants, a search touching only its
+tenant's partitions) on Milvus Lite and 2.5+ servers; on a 2.3 server an upserted row lost its partition
+(``tenant == "a"`` then matched nothing, checked on 2.3.5), so there it is a plain field, filtered alike.
+A collection created before tenants is refused with the command that rebuilds it.
 """
 
 from __future__ import annotations
@@ -36,7 +44,18 @@ from pymilvus import (
 
 from ragserve.config import AppConfig, StoreConfig
 from ragserve.limits import MAX_SOURCE_BYTES
-from ragserve.store.filters import Filter, compile_filter, quote, stale_chunks
+from ragserve.store.filters import (
+    DEFAULT_TENANT,
+    MAX_GROUP_BYTES,
+    MAX_GROUPS,
+    MAX_TENANT_BYTES,
+    Access,
+    Filter,
+    compile_filter,
+    quote,
+    restricted,
+    stale_chunks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +69,12 @@ API_ORIGIN = "api"
 PRUNE_REBUILD_HINT = (
     "it predates ownership records, so --prune cannot tell which documents this run owns: rebuild it with "
     "`ragserve ingest PATH --rebuild`, or run without --prune"
+)
+TENANT_FIELD = "tenant"  # the partition key (see the module's docstring for servers before 2.5)
+GROUPS_FIELD = "groups"  # ARRAY<VARCHAR>: empty = the whole tenant may read the chunk
+ACCESS_REBUILD_HINT = (
+    "it predates tenants and groups (every read is restricted by them): rebuild it with "
+    "`ragserve ingest PATH --rebuild` (its documents then belong to the default tenant, without groups)"
 )
 OUTPUT_FIELDS = ["source", "title", "chunk", "chunk_index", "doc_hash"]
 # Lowercased words, English stop words removed, Snowball-stemmed. Identifiers survive as tokens: the
@@ -102,6 +127,8 @@ class ChunkRecord:
     doc_hash: str
     breadcrumb: str = ""  # "Title > Section > ..." of the chunk (the title alone without structure)
     origin: str = ""  # ORIGIN_FIELD: the ingest run's root or base URL, or API_ORIGIN
+    tenant: str = DEFAULT_TENANT
+    groups: tuple[str, ...] = ()  # empty: visible to the whole tenant
 
     @property
     def search_text(self) -> str:
@@ -183,6 +210,7 @@ class MilvusStore:
         self.require_bm25 = require_bm25
         self.has_sparse = False  # the collection has the BM25 field (known after ensure_collection)
         self.has_origin = False  # the collection records each document's origin (ORIGIN_FIELD)
+        self.has_access = False  # the collection has the tenant and groups fields (refused without)
         # The Milvus Lite file (None for a server URI).
         self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
         if self.lite_path is not None:
@@ -318,6 +346,16 @@ class MilvusStore:
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
         schema.add_field(ORIGIN_FIELD, DataType.VARCHAR, max_length=MAX_SOURCE_BYTES)
+        schema.add_field(
+            TENANT_FIELD, DataType.VARCHAR, max_length=MAX_TENANT_BYTES, is_partition_key=with_bm25
+        )
+        schema.add_field(
+            GROUPS_FIELD,
+            DataType.ARRAY,
+            element_type=DataType.VARCHAR,
+            max_capacity=MAX_GROUPS,
+            max_length=MAX_GROUP_BYTES,
+        )
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
         index.add_index(
@@ -367,7 +405,7 @@ class MilvusStore:
             properties={EMBEDDER_PROPERTY: embedder_model},
         )
         self.has_sparse = with_bm25
-        self.has_origin = True
+        self.has_origin = self.has_access = True
         log.info(
             "created collection %s (dim=%d, %s, %s, %s)",
             self.collection,
@@ -382,6 +420,7 @@ class MilvusStore:
         fields = {f["name"]: f for f in desc.get("fields", [])}
         self.has_sparse = SPARSE_FIELD in fields and TEXT_FIELD in fields
         self.has_origin = ORIGIN_FIELD in fields
+        self.has_access = TENANT_FIELD in fields and GROUPS_FIELD in fields
         vector = fields.get(VECTOR_FIELD)
         if vector is None or "doc_hash" not in fields:
             raise SchemaMismatchError(
@@ -411,6 +450,8 @@ class MilvusStore:
                 f"collection {self.collection!r} has no BM25 field (it was created for dense search only) "
                 f"and retrieval.mode is hybrid: {REBUILD_HINT}"
             )
+        if not self.has_access:
+            raise SchemaMismatchError(f"collection {self.collection!r}: {ACCESS_REBUILD_HINT}")
 
     def vector_dim(self) -> int | None:
         """The stored vectors' dimension (None: no collection), read without loading any embedder."""
@@ -465,6 +506,8 @@ class MilvusStore:
                 "chunk_index": r.chunk_index,
                 "doc_hash": r.doc_hash,
                 **({ORIGIN_FIELD: _clip(r.origin, MAX_SOURCE_BYTES)} if self.has_origin else {}),
+                TENANT_FIELD: r.tenant,
+                GROUPS_FIELD: list(r.groups),
                 VECTOR_FIELD: v,
                 **({TEXT_FIELD: _clip(r.search_text, MAX_CHUNK_BYTES)} if self.has_sparse else {}),
             }
@@ -478,16 +521,17 @@ class MilvusStore:
             written += int(res.get("upsert_count", len(batch)))
         return written
 
-    def delete(self, where: Filter) -> int:
-        """Delete the chunks ``where`` selects (a filter is required: never the whole collection)."""
+    def delete(self, where: Filter, *, access: Access) -> int:
+        """Delete the chunks ``where`` selects among those ``access`` may see (a filter is required: never
+        a whole tenant)."""
         expr = compile_filter(where)
         if not expr:
             raise ValueError("delete needs a non-empty filter")
-        return self._delete(expr)
+        return self._delete(restricted(access, expr))
 
-    def delete_stale(self, source: str, keep_hash: str) -> int:
+    def delete_stale(self, source: str, keep_hash: str, *, access: Access) -> int:
         """Delete the chunks of ``source`` written from any version other than ``keep_hash``."""
-        return self._delete(stale_chunks(source, keep_hash))
+        return self._delete(restricted(access, stale_chunks(source, keep_hash)))
 
     def _delete(self, expr: str) -> int:
         res = self._rpc(
@@ -496,10 +540,26 @@ class MilvusStore:
         count = res.get("delete_count", 0) if isinstance(res, dict) else len(res)
         return int(count)
 
-    def count(self, where: Filter | None = None, *, latest: bool = False) -> int:
-        """``latest``: see every write acknowledged so far (Strong), whatever store.consistency_level says;
-        for reads that decide a write or a delete."""
-        return self._count(compile_filter(where), latest=latest)
+    def count(self, where: Filter | None = None, *, access: Access, latest: bool = False) -> int:
+        """Chunks ``where`` selects among those ``access`` may see. ``latest``: see every write
+        acknowledged so far (Strong), whatever store.consistency_level says; for reads that decide a write
+        or a delete."""
+        return self._count(restricted(access, compile_filter(where)), latest=latest)
+
+    def collection_chunks(self, *, outside: str | None = None) -> int:
+        """The operator's count for a rebuild, which replaces the whole collection: every chunk, or those
+        of tenants other than ``outside`` (a collection from before tenants holds the default tenant's
+        only). Never a caller's view: requests go through ``count``."""
+        if not self.has_collection():
+            return 0
+        desc = self._rpc("describe_collection", self.client.describe_collection, self.collection)
+        tenants = any(f["name"] == TENANT_FIELD for f in desc.get("fields", []))
+        self.load()
+        if outside is None:
+            return self._count("", latest=True)
+        if not tenants:
+            return 0 if outside == DEFAULT_TENANT else self._count("", latest=True)
+        return self._count(f"{TENANT_FIELD} != {quote(outside)}", latest=True)
 
     def _count(self, expr: str, *, latest: bool = False) -> int:
         rows = self._read(
@@ -514,21 +574,22 @@ class MilvusStore:
         return int(rows[0]["count(*)"]) if rows else 0
 
     # ---- reads --------------------------------------------------------------------------------------
-    def document_index(self, where: Filter | None = None) -> dict[str, dict[str, int]]:
-        """source -> {doc_hash: chunk count}: what ingestion plans against to skip unchanged files. Read at
-        Strong consistency: under Bounded, a document written a moment ago would look absent and its
-        re-post would keep both versions."""
+    def document_index(self, where: Filter | None = None, *, access: Access) -> dict[str, dict[str, int]]:
+        """source -> {doc_hash: chunk count} of the documents ``access`` may see: what ingestion plans
+        against to skip unchanged files. Read at Strong consistency: under Bounded, a document written a
+        moment ago would look absent and its re-post would keep both versions."""
         index: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for row in self._iterate(["source", "doc_hash"], compile_filter(where), latest=True):
+        expr = restricted(access, compile_filter(where))
+        for row in self._iterate(["source", "doc_hash"], expr, latest=True):
             index[row["source"]][row["doc_hash"]] += 1
         return {s: dict(h) for s, h in index.items()}
 
-    def sources_of_origin(self, origin: str) -> set[str]:
-        """The sources last written by an ingest run of ``origin`` (its root or base URL), read at Strong
-        consistency: what that run may prune."""
+    def sources_of_origin(self, origin: str, *, access: Access) -> set[str]:
+        """The sources last written by an ingest run of ``origin`` (its root or base URL) among those
+        ``access`` may see, read at Strong consistency: what that run may prune."""
         if not self.has_origin:
             raise SchemaMismatchError(f"collection {self.collection!r}: {PRUNE_REBUILD_HINT}")
-        expr = f"{ORIGIN_FIELD} == {quote(origin)}"
+        expr = restricted(access, f"{ORIGIN_FIELD} == {quote(origin)}")
         return {row["source"] for row in self._iterate(["source"], expr, latest=True)}
 
     def _iterate(
@@ -563,8 +624,11 @@ class MilvusStore:
         finally:
             it.close()
 
-    def search(self, vectors: np.ndarray, top_k: int, where: Filter | None = None) -> list[list[Hit]]:
-        """Dense search: one ranking per query vector, scored by the collection's metric."""
+    def search(
+        self, vectors: np.ndarray, top_k: int, where: Filter | None = None, *, access: Access
+    ) -> list[list[Hit]]:
+        """Dense search among the chunks ``access`` may see: one ranking per query vector, scored by the
+        collection's metric."""
         queries = vectors.astype(np.float32, copy=False)
         results = self._read(
             "search",
@@ -573,7 +637,7 @@ class MilvusStore:
             data=list(queries),
             anns_field=VECTOR_FIELD,
             limit=top_k,
-            filter=compile_filter(where),
+            filter=restricted(access, compile_filter(where)),
             output_fields=[*OUTPUT_FIELDS, VECTOR_FIELD],
             search_params={"metric_type": self.cfg.metric, "params": dict(self.cfg.search_params)},
             consistency_level=self.cfg.consistency_level,
@@ -588,15 +652,17 @@ class MilvusStore:
         top_k: int,
         where: Filter | None = None,
         *,
+        access: Access,
         candidates: int = 50,
         fusion: str = "rrf",
         rrf_k: int = 60,
         dense_weight: float = 0.5,
     ) -> list[Hit]:
-        """Dense + BM25 in one call: each list brings ``candidates`` chunks (same filter), fused to top_k."""
+        """Dense + BM25 in one call: each list brings ``candidates`` chunks (same filter, both restricted to
+        what ``access`` may see), fused to top_k."""
         if not self.has_sparse:
             raise SchemaMismatchError(f"collection {self.collection!r} has no BM25 field: {REBUILD_HINT}")
-        expr = compile_filter(where)
+        expr = restricted(access, compile_filter(where))
         limit = max(candidates, top_k)
         query = vector.astype(np.float32, copy=False)
         requests = [
@@ -625,18 +691,21 @@ class MilvusStore:
         )
         return _hits(results[0], query)
 
-    def stats(self) -> dict[str, Any]:
-        """Chunks and documents in two count queries, whatever the collection's size (no scan through the
-        client). A document is counted by its first chunk, so one caught between its old and new version
-        counts twice until the old one is deleted."""
+    def stats(self, *, access: Access) -> dict[str, Any]:
+        """The chunks and documents ``access`` may see, in two count queries whatever the collection's size
+        (no scan through the client). A document is counted by its first chunk, so one caught between its
+        old and new version counts twice until the old one is deleted."""
         if not self.has_collection():
             return {"collection": self.collection, "exists": False, "chunks": 0, "documents": 0}
+        desc = self._rpc("describe_collection", self.client.describe_collection, self.collection)
+        if not any(f["name"] == TENANT_FIELD for f in desc.get("fields", [])):
+            raise SchemaMismatchError(f"collection {self.collection!r}: {ACCESS_REBUILD_HINT}")
         self.load()
         return {
             "collection": self.collection,
             "exists": True,
-            "chunks": self._count(""),
-            "documents": self._count("chunk_index == 0"),
+            "chunks": self._count(restricted(access)),
+            "documents": self._count(restricted(access, "chunk_index == 0")),
             "uri": self.cfg.uri
             if self.cfg.is_lite
             else self.cfg.uri.split("@")[-1]
@@ -659,4 +728,4 @@ class MilvusStore:
             log.debug("error closing Milvus client", exc_info=True)
 
 
-__all__ = ["ChunkRecord", "Filter", "Hit", "MilvusStore", "SchemaMismatchError", "StoreError"]
+__all__ = ["Access", "ChunkRecord", "Filter", "Hit", "MilvusStore", "SchemaMismatchError", "StoreError"]
