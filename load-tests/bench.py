@@ -80,8 +80,6 @@ def encode_sweep(model: Any, texts: list[str], batch_sizes: list[int], rounds: i
 
 # ---- (d) ingestion --------------------------------------------------------------------------------------
 def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
-    from pymilvus import MilvusClient
-
     from ragserve.embedder.encoder import Encoder
     from ragserve.ingest.pipeline import Ingestor, discover, embed_text, prepare, source_for
     from ragserve.store.milvus import MilvusStore
@@ -105,26 +103,8 @@ def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
     sweep = encode_sweep(model, texts, batch_sizes)
     best = max(sweep, key=lambda b: sweep[b])
 
-    # The walkthrough (integrations/milvus_rag_with_vllm.md) as written, from its chunk list on: one
-    # encode() of the chunk texts at the default batch size (32), its normalization (which divides by the norm
-    # of the whole matrix), a dict per chunk in a Python loop, a collection with AUTOINDEX, one insert().
-    t0 = time.perf_counter()
+    walkthrough_s = walkthrough(model, records)
     chunks = [r.chunk for r in records]
-    embeddings = model.encode(chunks, show_progress_bar=False)
-    embeddings = np.array(embeddings / np.linalg.norm(embeddings))
-    dict_list = [
-        {"chunk": r.chunk, "source": r.source, "vector": v}
-        for r, v in zip(records, map(np.float32, embeddings), strict=True)
-    ]
-    scratch = Path(tempfile.mkdtemp(prefix="walkthrough-"))
-    client = MilvusClient(str(scratch / "milvus_demo.db"))
-    client.create_collection(
-        "MilvusDocs", model.get_embedding_dimension(), consistency_level="Eventually", auto_id=True
-    )
-    client.insert("MilvusDocs", data=dict_list)
-    walkthrough_s = time.perf_counter() - t0
-    client.close()
-    shutil.rmtree(scratch, ignore_errors=True)
 
     out = {
         "chunks": len(texts),
@@ -139,6 +119,32 @@ def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
         "walkthrough_chunks_per_s": rate(len(texts), walkthrough_s),
     }
     return out
+
+
+def walkthrough(model: Any, records: list[Any]) -> float:
+    """Seconds of the walkthrough (integrations/milvus_rag_with_vllm.md) as written, from its chunk list on:
+    one encode() of the chunk texts at the default batch size (32), its normalization (which divides by the
+    norm of the whole matrix), a dict per chunk in a Python loop, an AUTOINDEX collection, one insert()."""
+    from pymilvus import MilvusClient
+
+    t0 = time.perf_counter()
+    chunks = [r.chunk for r in records]
+    embeddings = model.encode(chunks, show_progress_bar=False)
+    embeddings = np.array(embeddings / np.linalg.norm(embeddings))
+    dict_list = [
+        {"chunk": r.chunk, "source": r.source, "vector": v}
+        for r, v in zip(records, map(np.float32, embeddings), strict=True)
+    ]
+    scratch = Path(tempfile.mkdtemp(prefix="walkthrough-"))
+    client = MilvusClient(str(scratch / "milvus_demo.db"))
+    client.create_collection(
+        "MilvusDocs", model.get_embedding_dimension(), consistency_level="Eventually", auto_id=True
+    )
+    client.insert("MilvusDocs", data=dict_list)
+    seconds = time.perf_counter() - t0
+    client.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return seconds
 
 
 # ---- (c) prompts and the raw vLLM server ----------------------------------------------------------------

@@ -126,6 +126,15 @@ def check_torch_device(v: str) -> str:
 TorchDevice = Annotated[str, AfterValidator(check_torch_device)]
 
 
+def _check_cpu_backend(self: Any) -> Any:
+    if self.backend != "torch" and self.device != "cpu":
+        raise ValueError(
+            f"backend {self.backend!r} runs on the CPU: set device to 'cpu' (not {self.device!r}) "
+            "or backend to 'torch'"
+        )
+    return self
+
+
 class EmbedderConfig(_Section):
     model: str = Field(
         BUNDLED_MINILM,
@@ -143,6 +152,18 @@ class EmbedderConfig(_Section):
         "'Represent this sentence for searching relevant passages: ').",
     )
     max_seq_length: int | None = Field(None, ge=8, description="Override the encoder's max tokens per text.")
+    backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = Field(
+        "torch",
+        description="What runs the model: 'torch' (sentence-transformers), 'onnx' (ONNX Runtime on the "
+        "model's ONNX export, fp32: the same vectors within 1e-6; ~2-3x faster for one query, slower at "
+        "ingestion batch sizes), 'onnx-int8' (dynamically quantized: fastest for queries, vectors drift) or "
+        "'openvino' (the fp32 export on OpenVINO). CPU only; the export is written once into export_dir. "
+        "Measured in load-tests/RESULTS.md, \"Encoder backends\".",
+    )
+    export_dir: Path | None = Field(
+        None,
+        description="Where ONNX exports of the model are written (once) and read. Unset: <data_dir>/models.",
+    )
     max_batch_size: int = Field(
         32,
         ge=1,
@@ -162,6 +183,8 @@ class EmbedderConfig(_Section):
         description="Embedder pool: replicas, autoscaling, admission (Serve options, updated in place)."
     )
     resources: Resources = Field(description="Per-replica CPUs and GPUs.")
+
+    _backend_on_cpu = model_validator(mode="after")(_check_cpu_backend)
 
 
 class StoreConfig(_Section):
@@ -400,6 +423,11 @@ class RerankerConfig(_Section):
     max_length: int = Field(
         512, ge=16, le=8192, description="Tokens per (question, chunk) pair; longer pairs are truncated."
     )
+    backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = Field(
+        "torch",
+        description="What runs the cross-encoder, as embedder.backend: 'torch', or its ONNX export (written "
+        "once into <data_dir>/models/rerankers) on ONNX Runtime fp32 / int8 or OpenVINO (CPU only).",
+    )
     max_batch_size: int = Field(
         8, ge=1, le=256, description="The most concurrent requests whose candidates are scored together."
     )
@@ -413,6 +441,8 @@ class RerankerConfig(_Section):
         description="Reranker pool: replicas, autoscaling, admission (Serve options, updated in place)."
     )
     resources: Resources = Field(description="Per-replica CPUs and GPUs.")
+
+    _backend_on_cpu = model_validator(mode="after")(_check_cpu_backend)
 
 
 class IngestRayConfig(_Section):
@@ -652,6 +682,12 @@ class AppConfig(_Section):
             if self.profile == "production":
                 raise ValueError("store.uri is required in the production profile (http(s)://host:19530)")
             self.store.uri = str(self.data_dir / "milvus.db")
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_export_dir(self) -> AppConfig:
+        if self.embedder.export_dir is None:
+            self.embedder.export_dir = self.cache_dir
         return self
 
     @property

@@ -1,4 +1,5 @@
-"""Encoder: sentence-transformers behind a small interface returning normalized float32 matrices."""
+"""Encoder: sentence-transformers, or its ONNX export on ONNX Runtime / OpenVINO (``embedder.backend``,
+embedder/backends.py), behind a small interface returning normalized float32 matrices."""
 
 from __future__ import annotations
 
@@ -43,17 +44,35 @@ def resolve_device(device: str) -> str:
 
 
 class Encoder:
-    """Loads the model once; ``embed_*`` return ``(n, dim)`` float32, L2-normalized when configured."""
+    """Loads the model once; ``embed_*`` return ``(n, dim)`` float32, L2-normalized when configured.
 
-    def __init__(self, cfg: EmbedderConfig):
-        from sentence_transformers import SentenceTransformer
+    ``embedder.backend`` picks what runs the model: sentence-transformers on torch, or the model's ONNX
+    export (written once under ``export_dir``, default ``cfg.export_dir``: ``<data_dir>/models``) on ONNX
+    Runtime (fp32 or int8) or OpenVINO. The vectors are the same model's; load-tests/RESULTS.md, "Encoder
+    backends", has how close, and how fast."""
 
+    def __init__(self, cfg: EmbedderConfig, export_dir: Path | None = None):
         self.cfg = cfg
         self.model_name = cfg.model
-        self._model = SentenceTransformer(resolve_model_path(cfg.model), device=resolve_device(cfg.device))
-        if cfg.max_seq_length:
-            self._model.max_seq_length = cfg.max_seq_length
-        self.dim = int(self._model.get_embedding_dimension() or 0)
+        self.backend = cfg.backend
+        path = resolve_model_path(cfg.model)
+        if self.backend == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(path, device=resolve_device(cfg.device))
+            if cfg.max_seq_length:
+                self._model.max_seq_length = cfg.max_seq_length
+            self.dim = int(self._model.get_embedding_dimension() or 0)
+            self._exported = None
+        else:
+            from ragserve.embedder.backends import ExportedModel, ensure_export
+
+            where = export_dir or cfg.export_dir
+            if where is None:
+                raise ValueError(f"embedder.backend {self.backend!r} needs embedder.export_dir")
+            directory = ensure_export(cfg.model, path, self.backend, where)
+            self._exported = ExportedModel(directory, self.backend, cfg.max_seq_length)
+            self.dim = self._exported.dim
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(list(texts))
@@ -65,6 +84,11 @@ class Encoder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._exported is not None:
+            from ragserve.embedder.backends import normalized
+
+            vectors = self._exported.encode(texts, self.cfg.batch_size)
+            return normalized(vectors) if self.cfg.normalize or self._exported.normalize else vectors
         vectors = self._model.encode(
             texts,
             batch_size=self.cfg.batch_size,
