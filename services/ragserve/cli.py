@@ -173,6 +173,9 @@ def _print_json(con: Console, obj: Any) -> None:
 
 # ---- commands -------------------------------------------------------------------------------------------
 EVAL_MODES = ("dense", "hybrid", "rerank")
+# --compare for conversation items: how the follow-up's query is built (conversation.py), and "standalone":
+# each item's own self-contained rewrite, the ceiling the methods are measured against.
+CONVERSATION_EVAL = ("last", "append", "fused", "rewrite", "standalone")
 
 
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
@@ -350,10 +353,13 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
     default = "rerank" if cfg.reranker.enabled else cfg.retrieval.mode
     modes = [m.strip() for m in (args.compare or default).split(",") if m.strip()]
+    if any(m in CONVERSATION_EVAL for m in modes):
+        return _eval_conversations(cfg, items, modes, args, con)
     unknown = [m for m in modes if m not in EVAL_MODES]
     if unknown:
         raise CliError(
-            f"--compare: unknown retrieval mode(s) {', '.join(unknown)}; use {', '.join(EVAL_MODES)}"
+            f"--compare: unknown retrieval mode(s) {', '.join(unknown)}; use {', '.join(EVAL_MODES)}, or "
+            f"conversation methods {', '.join(CONVERSATION_EVAL)}"
         )
     embed_queries, store = open_search(cfg)
     rerank = open_reranker(cfg, force=True) if "rerank" in modes else None
@@ -387,6 +393,73 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     if main["no_gold_sources"]:
         print(
             f"scored for abstention only (no gold sources): {', '.join(main['no_gold_sources'])}",
+            file=con.out,
+        )
+    return EXIT_OK
+
+
+def _eval_conversations(
+    cfg: AppConfig, items: Sequence[Any], methods: list[str], args: argparse.Namespace, con: Console
+) -> int:
+    """``eval --compare last,append,fused,rewrite,standalone``: each item's follow-up retrieved the way each
+    method builds its query, on the same collection and retrieval mode; added latency against ``last``."""
+    from typing import cast
+
+    from ragserve.evaluate import EvalItem, evaluate
+    from ragserve.rag import RagPipeline, RagRequest, Retriever, build_pipeline
+
+    unknown = [m for m in methods if m not in CONVERSATION_EVAL]
+    if unknown:
+        raise CliError(f"--compare: mix no retrieval modes into conversation methods ({', '.join(unknown)})")
+    embed_queries, store = open_search(cfg)
+    generator = start_generator(cfg) if "rewrite" in methods else None
+    try:
+        if generator is not None:
+            pipeline = build_pipeline(
+                cfg,
+                embed_queries,
+                store,
+                generator,
+                generator.get_tokenizer(),
+                open_reranker(cfg),
+                access_of(args),
+            )
+        else:  # no method but rewrite calls the generator or the prompt builder
+            retriever = Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg), access_of(args))
+            pipeline = RagPipeline(retriever, cast(Any, None), cast(Any, None), args.k, "")
+        reports = {}
+        for method in methods:
+
+            async def search(item: EvalItem, method: str = method) -> Any:
+                if method == "standalone":
+                    return await pipeline.retriever.search(item.standalone or item.question, args.k)
+                req = RagRequest(
+                    item.question,
+                    cfg.generator.sampling,
+                    args.k,
+                    turns=item.turns,
+                    conversation=cast(Any, method),
+                )
+                found, _ = await pipeline.retrieve(item.question, req)
+                return found
+
+            reports[method] = asyncio.run(evaluate(pipeline.retriever, items, args.k, search)).as_dict()
+            if not args.details:
+                reports[method].pop("per_question")
+    finally:
+        if generator is not None:
+            generator.shutdown()
+    base = reports.get("last", {}).get("latency_ms", {}).get("p50")
+    for r in reports.values():
+        r["added_latency_p50_ms"] = round(r["latency_ms"]["p50"] - base, 2) if base is not None else None
+    if args.json:
+        _print_json(con, {"k": args.k, "methods": reports})
+        return EXIT_OK
+    for method, r in reports.items():
+        kinds = ", ".join(f"{kind} {v['hit_rate_at_k']:.2f}" for kind, v in r["per_kind"].items())
+        print(
+            f"{method:>10}: n={r['n']} hit rate@{r['k']} {r['hit_rate_at_k']:.3f}, MRR {r['mrr']:.3f}, "
+            f"recall@{r['k']} {r['recall_at_k']:.3f}; p50 {r['latency_ms']['p50']:.1f} ms; per kind: {kinds}",
             file=con.out,
         )
     return EXIT_OK

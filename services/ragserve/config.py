@@ -158,7 +158,7 @@ class EmbedderConfig(_Section):
         "model's ONNX export, fp32: the same vectors within 1e-6; ~2-3x faster for one query, slower at "
         "ingestion batch sizes), 'onnx-int8' (dynamically quantized: fastest for queries, vectors drift) or "
         "'openvino' (the fp32 export on OpenVINO). CPU only; the export is written once into export_dir. "
-        "Measured in load-tests/RESULTS.md, \"Encoder backends\".",
+        'Measured in load-tests/RESULTS.md, "Encoder backends".',
     )
     export_dir: Path | None = Field(
         None,
@@ -381,14 +381,15 @@ class RetrievalConfig(_Section):
         "context); the ranking is drawn from `candidates` chunks. null: no limit.",
     )
     conversation: ConversationMethod = Field(
-        "fused",
+        "append",
         description="How a chat follow-up's retrieval query is built from the conversation (a one-turn chat "
-        "always searches its message alone): last (the last user message), append (with the earlier user "
-        "messages), fused (RRF of both searches), rewrite (the Generator rewrites it into a standalone "
-        "question; fused when that fails or is slow). A request's `conversation` overrides it.",
+        "always searches its message alone): last (the last user message), append (with the earlier "
+        "messages, newest first), fused (RRF of both searches), rewrite (the Generator rewrites it into a "
+        "standalone question; append when that fails or is slow). A request's `conversation` overrides it. "
+        "docs/retrieval.md compares them.",
     )
-    conversation_turns: int = Field(
-        3, ge=1, le=50, description="Earlier user messages that append and fused add, newest first."
+    conversation_messages: int = Field(
+        6, ge=1, le=50, description="Earlier messages (user and assistant) that append and fused add."
     )
     rewrite_timeout_s: float = Field(
         8.0, gt=0, le=120, description="A rewrite slower than this is abandoned for the fused query."

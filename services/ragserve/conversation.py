@@ -4,11 +4,11 @@ A follow-up leans on earlier turns ("does that also apply to the Java SDK?"), so
 the wrong pages. ``retrieval.conversation`` (or a request's ``conversation``) picks how the query is built:
 
 - ``last``: the last user message alone (a one-turn chat always uses this: nothing else to add);
-- ``append``: the last message with the earlier user messages after it (most recent first, bounded);
-- ``fused``: two searches, the last message alone and ``append``'s text, fused by reciprocal rank, so the
-  follow-up's own words keep their weight and the conversation fills in what they leave out;
+- ``append``: the last message with the earlier messages after it, the assistant's included (they name what
+  "it" and "that" refer to), newest first and bounded;
+- ``fused``: two searches, the last message alone and ``append``'s text, fused by reciprocal rank;
 - ``rewrite``: the Generator rewrites the follow-up into a standalone question (a short prompt, greedy,
-  bounded in tokens and time); when it fails or is slow, ``fused`` answers instead and the response says why.
+  bounded in tokens and time); when it fails or is slow, ``append`` answers instead and the response says why.
 
 docs/retrieval.md ("Conversations") has the comparison that chose the default.
 """
@@ -25,7 +25,7 @@ from ragserve.limits import MAX_QUESTION_CHARS
 from ragserve.store.milvus import Hit
 
 CONVERSATION_METHODS: tuple[ConversationMethod, ...] = get_args(ConversationMethod)
-REWRITE_FALLBACK: ConversationMethod = "fused"  # what answers when a rewrite fails or is too slow
+REWRITE_FALLBACK: ConversationMethod = "append"  # what answers when a rewrite fails or is too slow
 
 REWRITE_SYSTEM_PROMPT = (
     "You rewrite the user's last question so that it can be understood without the conversation. Replace "
@@ -51,12 +51,12 @@ class RetrievalQuery:
         }
 
 
-def appended(last: str, earlier: Sequence[str], max_turns: int) -> str:
-    """The last message, then up to ``max_turns`` earlier user messages, most recent first, within the
-    query's character limit (older turns are the first to go)."""
+def appended(last: str, earlier: Sequence[str], max_messages: int) -> str:
+    """The last message, then up to ``max_messages`` earlier messages, most recent first, within the
+    query's character limit (older messages are the first to go)."""
     text = last
-    for turn in list(reversed(earlier))[:max_turns]:
-        candidate = f"{text}\n{turn}"
+    for message in list(reversed(earlier))[:max_messages]:
+        candidate = f"{text}\n{message}"
         if len(candidate) > MAX_QUESTION_CHARS:
             break
         text = candidate

@@ -280,7 +280,7 @@ class RagPipeline:
         started = time.perf_counter()
         question = check_question(req.question)
         sampling = req.sampling
-        found, query = await self._retrieve(question, req)
+        found, query = await self.retrieve(question, req)
         t_prompt = time.perf_counter()
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
         with stage("prompt.build", contexts=len(found.hits)):
@@ -338,10 +338,10 @@ class RagPipeline:
         timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=_ms(started))
         yield Done({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, timings, "stop")
 
-    async def _retrieve(self, question: str, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
+    async def retrieve(self, question: str, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
         """Search for the question, or for what a chat's follow-up means (conversation.py)."""
         top_k = req.top_k or self.top_k
-        earlier = [t["content"] for t in req.turns if t["role"] == "user"]
+        earlier = [t["content"] for t in req.turns]
         if not earlier:
             return await self._search(question, top_k, req), RetrievalQuery(question, "last")
         cfg = self.retriever.cfg
@@ -355,12 +355,12 @@ class RagPipeline:
             if rewritten is not None:
                 found, query = await self._search(rewritten, top_k, req), RetrievalQuery(rewritten, "rewrite")
             else:
-                found, fused = await self._fused(question, earlier, top_k, req)
-                query = RetrievalQuery(fused.text, fused.method, fallback)
+                text = appended(question, earlier, cfg.conversation_messages)
+                found, query = await self._search(text, top_k, req), RetrievalQuery(text, "append", fallback)
             found.timings["rewrite_ms"] = rewrite_ms
             return found, query
         if method == "append":
-            text = appended(question, earlier, cfg.conversation_turns)
+            text = appended(question, earlier, cfg.conversation_messages)
             return await self._search(text, top_k, req), RetrievalQuery(text, "append")
         return await self._fused(question, earlier, top_k, req)
 
@@ -372,7 +372,7 @@ class RagPipeline:
     ) -> tuple[SearchResult, RetrievalQuery]:
         """The follow-up alone and with the conversation, searched at once and fused by reciprocal rank."""
         cfg = self.retriever.cfg
-        text = appended(question, earlier, cfg.conversation_turns)
+        text = appended(question, earlier, cfg.conversation_messages)
         alone, together = await asyncio.gather(
             self._search(question, top_k, req), self._search(text, top_k, req)
         )

@@ -193,7 +193,9 @@ def test_a_follow_up_says_which_query_it_retrieved_with(served) -> None:
     body = {"messages": turns, "conversation": "fused", "max_tokens": 8}
     chat = post("/v1/chat/completions", body).json()
     assert chat["retrieval_method"] == "fused" and chat["retrieval_fallback"] is None
-    assert chat["retrieval_query"] == "and efConstruction?\nWhat does the HNSW index's M parameter control?"
+    assert chat["retrieval_query"] == "\n".join(
+        [turns[2]["content"], turns[1]["content"], turns[0]["content"]]
+    )
     assert "reference/index.md" in {s["source"] for s in chat["sources"]}
     with httpx.stream(
         "POST", BASE + "/v1/chat/completions", json={**body, "stream": True}, headers=AUTH

@@ -85,7 +85,7 @@ def test_generator_down_search_still_works_then_recovers(served: Served) -> None
     query = post("/v1/query", {"question": QUESTION}, timeout=60)
     assert query.status_code == 503 and query.headers.get("retry-after")
     assert "generator" in query.json()["error"]["message"] and time.monotonic() - started < 30
-    # A follow-up whose rewrite needs the dead generator: retrieval falls back to fused and says so; the
+    # A follow-up whose rewrite needs the dead generator: retrieval falls back to append and says so; the
     # conversation is off-topic, so the answer abstains without generating and the request succeeds.
     follow_up = [
         {"role": "user", "content": OFF_TOPIC},
@@ -95,7 +95,7 @@ def test_generator_down_search_still_works_then_recovers(served: Served) -> None
     chat = post("/v1/chat/completions", {"messages": follow_up, "conversation": "rewrite"}, timeout=60)
     assert chat.status_code == 200, chat.text
     body = chat.json()
-    assert body["retrieval_method"] == "fused" and body["retrieval_fallback"].startswith("rewrite")
+    assert body["retrieval_method"] == "append" and body["retrieval_fallback"].startswith("rewrite")
     assert body["grounded"] is False and "rewrite_ms" in body["timings"]
     print(
         f"\nrewrite with the generator down: {body['retrieval_fallback']} "

@@ -1,4 +1,4 @@
-"""A chat follow-up's retrieval query (conversation.py and RagPipeline._retrieve), with a recording retriever
+"""A chat follow-up's retrieval query (conversation.py and RagPipeline.retrieve), with a recording retriever
 and scripted generators: which text is searched per method, the rewrite and its fallbacks."""
 
 from __future__ import annotations
@@ -81,14 +81,14 @@ def retrieve(method: str, generator: Scripted, turns: Any = TURNS, **cfg: Any) -
     retriever = Recording(RetrievalConfig(conversation=method, **cfg))
     pipeline = RagPipeline(retriever, generator, Ids(), 5, "not covered")  # type: ignore[arg-type]
     req = RagRequest(FOLLOW_UP, SamplingConfig(), turns=turns, request_id="r", access=ACCESS)
-    found, query = asyncio.run(pipeline._retrieve(FOLLOW_UP, req))
+    found, query = asyncio.run(pipeline.retrieve(FOLLOW_UP, req))
     return found, query, retriever
 
 
-def test_appended_adds_earlier_user_turns_newest_first_within_the_limit() -> None:
-    assert appended("q3", ["q1", "q2"], 3) == "q3\nq2\nq1"
-    assert appended("q3", ["q1", "q2"], 1) == "q3\nq2"
-    assert appended("q", ["x" * MAX_QUESTION_CHARS], 3) == "q"  # a turn that does not fit is left out
+def test_appended_adds_earlier_messages_newest_first_within_the_limit() -> None:
+    assert appended("q3", ["q1", "a1", "q2", "a2"], 6) == "q3\na2\nq2\na1\nq1"
+    assert appended("q3", ["q1", "a1", "q2", "a2"], 2) == "q3\na2\nq2"
+    assert appended("q", ["x" * MAX_QUESTION_CHARS], 3) == "q"  # a message that does not fit is left out
 
 
 def test_fuse_ranks_by_reciprocal_rank_and_keeps_the_best_similarity() -> None:
@@ -112,12 +112,15 @@ def test_a_one_turn_chat_searches_its_message_alone_without_a_rewrite() -> None:
     assert retriever.searched == [FOLLOW_UP] and generator.calls == 0 and "rewrite_ms" not in found.timings
 
 
+WITH_HISTORY = f"{FOLLOW_UP}\n{TURNS[1]['content']}\n{TURNS[0]['content']}"
+
+
 @pytest.mark.parametrize(
     ("method", "searched"),
     [
         ("last", [FOLLOW_UP]),
-        ("append", [f"{FOLLOW_UP}\n{TURNS[0]['content']}"]),
-        ("fused", [FOLLOW_UP, f"{FOLLOW_UP}\n{TURNS[0]['content']}"]),
+        ("append", [WITH_HISTORY]),
+        ("fused", [FOLLOW_UP, WITH_HISTORY]),
     ],
 )
 def test_each_method_searches_its_text(method: str, searched: list[str]) -> None:
@@ -141,10 +144,10 @@ def test_a_rewrite_is_searched_and_timed() -> None:
         (Scripted(""), "rewrite gave no usable question"),
     ],
 )
-def test_a_failed_or_slow_rewrite_falls_back_to_fused_and_says_why(generator: Scripted, why: str) -> None:
+def test_a_failed_or_slow_rewrite_falls_back_to_append_and_says_why(generator: Scripted, why: str) -> None:
     found, query, retriever = retrieve("rewrite", generator, rewrite_timeout_s=0.2)
-    assert (query.method, query.fallback) == ("fused", why)
-    assert len(retriever.searched) == 2 and "rewrite_ms" in found.timings
+    assert (query.method, query.fallback) == ("append", why)
+    assert retriever.searched == [WITH_HISTORY] and "rewrite_ms" in found.timings
 
 
 @pytest.mark.parametrize(
