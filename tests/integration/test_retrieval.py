@@ -123,7 +123,7 @@ def test_a_dense_only_collection_is_refused_then_rebuilt(encoder, tmp_path: Path
     assert legacy_chunks(uri, name) == 1
     res = ragserve(home, "ingest", str(docs), "--rebuild")
     assert res.returncode == 0, res.stderr
-    assert "dropped collection 'ragserve_chunks' (1 chunks)" in res.stderr
+    assert "the previous ragserve_chunks__0 (1 chunks) was dropped" in res.stderr  # the migrated original
     stats = json.loads(ragserve(home, "stats").stdout)
     assert (stats["chunks"], stats["documents"]) == (1, 1)
     hits = json.loads(ragserve(home, "search", "mmapEnabled", "--json").stdout)["hits"]
