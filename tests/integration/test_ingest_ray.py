@@ -26,7 +26,9 @@ from ragserve.store.milvus import MilvusStore
 from tests.conftest import copy_subset
 
 pytestmark = pytest.mark.slow
-FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "origin", "vector"]
+FIELDS = ["id", "source", "title", "chunk", "chunk_index", "doc_hash", "tenant", "groups", "origin", "vector"]
+# Compared between two runs: all but the origin (each run's own root) and the vector (with a tolerance).
+SAME = [f for f in FIELDS if f not in ("origin", "vector")]
 # Small batches: many blocks, so a fault lands midway through the writes. One embedding actor: on 2 cores a
 # second one spends its model load competing with the first for a job this size (the identity test has two).
 SMALL = {"ingest": {"ray": {"embed_batch_size": 16, "embed_actors": 1}}, "store": {"write_batch_size": 16}}
@@ -68,7 +70,7 @@ def assert_same_collection(a: dict[str, dict[str, Any]], b: dict[str, dict[str, 
     assert a.keys() == b.keys()
     for key, row in a.items():
         other = b[key]
-        assert {f: row[f] for f in FIELDS[:-1]} == {f: other[f] for f in FIELDS[:-1]}
+        assert {f: row[f] for f in SAME} == {f: other[f] for f in SAME}
         np.testing.assert_allclose(row["vector"], other["vector"], atol=1e-5)
 
 
