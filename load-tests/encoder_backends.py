@@ -33,6 +33,7 @@ from harness import CORPUS, EVAL, RESULTS, machine
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ["torch", "onnx", "onnx-int8", "openvino"]
 BATCHES = [32, 64, 128]
+METRICS = ("hit_rate_at_k", "recall_at_k", "mrr")
 EVAL_SETS = {"dev": EVAL, "questions": REPO / "eval" / "questions.jsonl"}
 
 
@@ -66,6 +67,7 @@ def chunk_texts(cfg: Any, corpus: Path) -> tuple[list[Any], list[str]]:
 
 def encode_rates(encs: dict[str, Any], queries: list[str], texts: list[str], rounds: int) -> dict[str, Any]:
     lat: dict[str, list[float]] = {b: [] for b in encs}
+    cpu: dict[str, list[float]] = {b: [] for b in encs}  # process CPU ms per text at batch 32: load-robust
     rates: dict[str, dict[int, list[float]]] = {b: {n: [] for n in BATCHES} for b in encs}
     for enc in encs.values():  # warm-up
         enc.embed_queries(queries[:2])
@@ -78,9 +80,11 @@ def encode_rates(encs: dict[str, Any], queries: list[str], texts: list[str], rou
                 lat[b].append(time.perf_counter() - t0)
             for n in BATCHES:
                 enc.cfg.batch_size = n
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 enc.embed_documents(texts)
                 rates[b][n].append(len(texts) / (time.perf_counter() - t0))
+                if n == 32:
+                    cpu[b].append(1000 * (time.process_time() - c0) / len(texts))
         print(f"  round {r + 1}/{rounds} done (load {load()})", flush=True)
     ref = encs["torch"].embed_documents(texts) if "torch" in encs else None
     out: dict[str, Any] = {}
@@ -88,6 +92,7 @@ def encode_rates(encs: dict[str, Any], queries: list[str], texts: list[str], rou
         row = {
             "query_p50_ms": round(1000 * statistics.median(lat[b]), 2),
             "texts_per_s": {n: round(statistics.median(v), 1) for n, v in rates[b].items()},
+            "cpu_ms_per_text_b32": round(statistics.median(cpu[b]), 1),
         }
         if ref is not None:
             row["min_cosine_to_torch"] = round(float((enc.embed_documents(texts) * ref).sum(1).min()), 4)
@@ -119,50 +124,54 @@ def ingestion(
 ) -> dict[str, Any]:
     """`ragserve ingest` of the whole corpus per backend (and `--ray` for the backends in ``ray``), against
     the walkthrough's loop timed on ``sample`` of the same chunks (its rate is per chunk: one encode() at
-    batch 32 and one insert; the whole corpus would take as long again as a torch ingest)."""
+    batch 32 and one insert; the whole corpus would take as long again as a torch ingest). 0: none."""
     out: dict[str, Any] = {"chunks": len(records)}
     rng = np.random.default_rng(1)
     some = [records[i] for i in sorted(rng.choice(len(records), min(sample, len(records)), replace=False))]
-    model = raw_model(load_cfg(home))
-    out["walkthrough_sample_chunks"] = len(some)
-    out["walkthrough_chunks_per_s"] = round(len(some) / walkthrough(model, some), 1)
-    del model
-    print(f"  walkthrough: {out['walkthrough_chunks_per_s']} chunks/s (load {load()})", flush=True)
-    for b in backends:
-        seconds, report = ragserve(home, b, "ingest", str(corpus), "--collection", coll(b))
+    if some:
+        model = raw_model(load_cfg(home))
+        out["walkthrough_sample_chunks"] = len(some)
+        out["walkthrough_chunks_per_s"] = round(len(some) / walkthrough(model, some), 1)
+        del model
+        print(f"  walkthrough: {out['walkthrough_chunks_per_s']} chunks/s (load {load()})", flush=True)
+
+    def timed(b: str, key: str, *extra: str) -> dict[str, float]:
+        collection = coll(b) + ("_ray" if "--ray" in extra else "")
+        seconds, report = ragserve(home, b, "ingest", str(corpus), "--collection", collection, *extra)
         row = {
-            "ingest_seconds": round(seconds, 1),
-            "ingest_chunks_per_s": round(report["chunks_written"] / seconds, 1),
+            f"{key}_seconds": round(seconds, 1),
+            f"{key}_chunks_per_s": round((report["chunks_new"] + report["chunks_updated"]) / seconds, 1),
         }
-        row["ingest_over_walkthrough"] = round(
-            row["ingest_chunks_per_s"] / out["walkthrough_chunks_per_s"], 2
-        )
+        if some:
+            row[f"{key}_over_walkthrough"] = round(
+                row[f"{key}_chunks_per_s"] / out["walkthrough_chunks_per_s"], 2
+            )
+        return row
+
+    for b in backends:
+        row = timed(b, "ingest")
         if b in ray:
-            seconds, report = ragserve(
-                home, b, "ingest", str(corpus), "--collection", coll(b) + "_ray", "--ray"
-            )
-            row["ray_ingest_seconds"] = round(seconds, 1)
-            row["ray_ingest_chunks_per_s"] = round(report["chunks_written"] / seconds, 1)
-            row["ray_ingest_over_walkthrough"] = round(
-                row["ray_ingest_chunks_per_s"] / out["walkthrough_chunks_per_s"], 2
-            )
+            row.update(timed(b, "ray_ingest", "--ray"))
         out[b] = row
         print(f"  {b}: {row} (load {load()})", flush=True)
     return out
 
 
-def quality(home: Path, backends: list[str]) -> dict[str, Any]:
+def quality(home: Path, backends: list[str], collection: str | None = None) -> dict[str, Any]:
+    """Each backend's retrieval on the collection it ingested, or (``collection``) every backend's queries
+    on one collection: the fp32 backends' document vectors equal torch's within 1e-6, so one ingest serves."""
     out: dict[str, Any] = {}
     for b in backends:
         out[b] = {}
         for name, path in EVAL_SETS.items():
-            _, report = ragserve(home, b, "eval", str(path), "--k", "5", "--collection", coll(b))
-            out[b][name] = {k: report[k] for k in ("hit_rate", "recall", "mrr") if k in report} or report
+            target = collection or coll(b)
+            _, report = ragserve(home, b, "eval", str(path), "--k", "5", "--collection", target)
+            out[b][name] = {k: report[k] for k in METRICS}
     if "torch" in out:
         for b in backends:
             for name in EVAL_SETS:
                 ref, row = out["torch"][name], out[b][name]
-                row["delta_vs_torch"] = {k: round(row[k] - ref[k], 4) for k in ("hit_rate", "recall", "mrr")}
+                row["delta_vs_torch"] = {k: round(row[k] - ref[k], 4) for k in METRICS}
     return out
 
 
@@ -190,12 +199,20 @@ def main() -> None:
     parser.add_argument("--skip-encode", action="store_true", help="no encode rates (1)")
     parser.add_argument("--skip-ingest", action="store_true", help="no ingestion (2) nor quality (3)")
     parser.add_argument("--skip-quality", action="store_true", help="no quality (3)")
+    parser.add_argument("--threads", type=int, default=0, help="encode (1) on N threads (0: the default)")
+    parser.add_argument("--quality-collection", help="score every backend's queries on this collection")
+    parser.add_argument("--home", type=Path, help="reuse (and keep) this RAGSERVE_HOME and its collections")
     parser.add_argument("--out", type=Path, default=RESULTS / "encoder_backends.json")
     args = parser.parse_args()
     backends = args.backends.split(",")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:  # as Ray sets it for a 1-CPU actor or replica: torch and the ONNX backends follow it
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="ragserve-encoders-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="ragserve-encoders-"))
     report: dict[str, Any] = {"machine": machine(), "corpus": str(args.corpus), "load_at_start": load()}
     try:
         cfg = load_cfg(home)
@@ -203,23 +220,26 @@ def main() -> None:
         rng = np.random.default_rng(0)
         sample = [texts[i] for i in rng.choice(len(texts), min(args.texts, len(texts)), replace=False)]
         queries = [json.loads(line)["question"] for line in EVAL_SETS["dev"].read_text().splitlines() if line]
-        print(f"(1) encode: {len(sample)} chunk texts, {args.queries} queries (load {load()})", flush=True)
-        encs = encoders(home, backends)
         if not args.skip_encode:
+            print(
+                f"(1) encode: {len(sample)} chunk texts, {args.queries} queries (load {load()})", flush=True
+            )
+            encs = encoders(home, backends)
             report["encode"] = encode_rates(encs, queries[: args.queries], sample, args.rounds)
             print(json.dumps(report["encode"], indent=1), flush=True)
+            del encs  # each `ragserve ingest` loads its own
         if not args.skip_ingest:
             print(f"(2) ingestion of {len(texts)} chunks ...", flush=True)
-            del encs  # each `ragserve ingest` loads its own
             ray = [b for b in args.ray.split(",") if b]
             report["ingestion"] = ingestion(
                 home, args.corpus, backends, ray, records, args.walkthrough_chunks
             )
-            if not args.skip_quality:
-                print("(3) retrieval quality ...", flush=True)
-                report["quality"] = quality(home, backends)
+        if not args.skip_quality and (args.home or not args.skip_ingest):  # --home: collections already there
+            print("(3) retrieval quality ...", flush=True)
+            report["quality"] = quality(home, backends, args.quality_collection)
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not args.home:
+            shutil.rmtree(home, ignore_errors=True)
     report["load_at_end"] = load()
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
