@@ -75,7 +75,7 @@ def test_ingest_search_eval_query(corpus_subset: Path, tmp_path: Path) -> None:
     engine_log = log.read_text()
     assert "EngineCore" in engine_log and "Triton" in engine_log and "WARNING" in engine_log
 
-    verbose = ragserve(home, "query", question, "--max-tokens", "4", "--json", "-v")
+    verbose = ragserve(home, "query", question, "--top-k", "3", "--max-tokens", "4", "--json", "-v")
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert "EngineCore" in verbose.stderr and "Triton" in verbose.stderr
     assert "engine and library logs" not in verbose.stderr
