@@ -301,7 +301,7 @@ def test_serve_config_round_trips_through_build_app(served, tmp_path: Path) -> N
     assert all("autoscaling_config" in d for d in app["deployments"])
     assert not any("deployment" in section for section in app["args"].values() if isinstance(section, dict))
     cfg = config_from_args(app["args"])
-    assert cfg == load_config(env={"RAGSERVE_HOME": str(tmp_path)})
+    assert cfg == load_config(env=env)  # the subprocess's environment (tests/conftest.py names the model)
     assert serve_config(cfg) == doc
     bound = build_app(app["args"])._bound_deployment  # binds without deploying
     assert bound.name == "Router" and bound._deployment_config.max_ongoing_requests == (
