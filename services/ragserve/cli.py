@@ -13,10 +13,10 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from ragserve import environment
-from ragserve.config import AppConfig, ConfigError, load_config
+from ragserve.config import AppConfig, ConfigError, ConversationMethod, load_config
 from ragserve.observability.logging import Console, configure_logging
 from ragserve.store.filters import DEFAULT_TENANT, Access
 
@@ -175,7 +175,7 @@ def _print_json(con: Console, obj: Any) -> None:
 EVAL_MODES = ("dense", "hybrid", "rerank")
 # --compare for conversation items: how the follow-up's query is built (conversation.py), and "standalone":
 # each item's own self-contained rewrite, the ceiling the methods are measured against.
-CONVERSATION_EVAL = ("last", "append", "fused", "rewrite", "standalone")
+CONVERSATION_EVAL = (*get_args(ConversationMethod), "standalone")
 
 
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:

@@ -18,13 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import get_args
 
 from ragserve.config import ConversationMethod
 from ragserve.limits import MAX_QUESTION_CHARS
 from ragserve.store.milvus import Hit
 
-CONVERSATION_METHODS: tuple[ConversationMethod, ...] = get_args(ConversationMethod)
 REWRITE_FALLBACK: ConversationMethod = "append"  # what answers when a rewrite fails or is too slow
 
 REWRITE_SYSTEM_PROMPT = (

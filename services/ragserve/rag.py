@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from ragserve.config import AppConfig, ConversationMethod, RetrievalConfig, SamplingConfig
-from ragserve.conversation import RetrievalQuery, appended, clean_rewrite, fuse, rewrite_messages
+from ragserve.conversation import (
+    REWRITE_FALLBACK,
+    RetrievalQuery,
+    appended,
+    clean_rewrite,
+    fuse,
+    rewrite_messages,
+)
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
 from ragserve.limits import MAX_QUESTION_CHARS, check_question, check_top_k
@@ -342,25 +349,28 @@ class RagPipeline:
         """Search for the question, or for what a chat's follow-up means (conversation.py)."""
         top_k = req.top_k or self.top_k
         earlier = [t["content"] for t in req.turns]
-        if not earlier:
-            return await self._search(question, top_k, req), RetrievalQuery(question, "last")
-        cfg = self.retriever.cfg
-        method = req.conversation or cfg.conversation
+        method = (req.conversation or self.retriever.cfg.conversation) if earlier else "last"
+        if method != "rewrite":
+            return await self._search_by(method, question, earlier, top_k, req)
+        started = time.perf_counter()
+        rewritten, fallback = await self._rewrite(question, req)
+        rewrite_ms = _ms(started)
+        if rewritten is not None:
+            found, query = await self._search(rewritten, top_k, req), RetrievalQuery(rewritten, "rewrite")
+        else:
+            found, query = await self._search_by(REWRITE_FALLBACK, question, earlier, top_k, req)
+            query = replace(query, fallback=fallback)
+        found.timings["rewrite_ms"] = rewrite_ms
+        return found, query
+
+    async def _search_by(
+        self, method: ConversationMethod, question: str, earlier: list[str], top_k: int, req: RagRequest
+    ) -> tuple[SearchResult, RetrievalQuery]:
+        """The search of a method that needs no generator: last, append or fused."""
         if method == "last":
             return await self._search(question, top_k, req), RetrievalQuery(question, "last")
-        if method == "rewrite":
-            started = time.perf_counter()
-            rewritten, fallback = await self._rewrite(question, req)
-            rewrite_ms = _ms(started)
-            if rewritten is not None:
-                found, query = await self._search(rewritten, top_k, req), RetrievalQuery(rewritten, "rewrite")
-            else:
-                text = appended(question, earlier, cfg.conversation_messages)
-                found, query = await self._search(text, top_k, req), RetrievalQuery(text, "append", fallback)
-            found.timings["rewrite_ms"] = rewrite_ms
-            return found, query
         if method == "append":
-            text = appended(question, earlier, cfg.conversation_messages)
+            text = appended(question, earlier, self.retriever.cfg.conversation_messages)
             return await self._search(text, top_k, req), RetrievalQuery(text, "append")
         return await self._fused(question, earlier, top_k, req)
 

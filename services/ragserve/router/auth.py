@@ -26,13 +26,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ragserve.config import OidcConfig, ScopeName, read_only
-from ragserve.store.filters import Access
+from ragserve.store.filters import DEFAULT_TENANT, Access
 
 log = logging.getLogger(__name__)
 
 Scope = ScopeName
 ALL_SCOPES: frozenset[str] = frozenset({"read", "write", "admin"})
-DEFAULT_TENANT = "default"
 # (method, path prefix) -> the scope it needs; anything else under /v1 needs read.
 ROUTE_SCOPES: tuple[tuple[str, str, Scope], ...] = (
     ("POST", "/v1/documents", "write"),
