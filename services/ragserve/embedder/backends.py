@@ -60,9 +60,7 @@ def _write_onnx(model_path: str, out: Path) -> None:
     if mode not in ("mean", "cls"):
         raise ValueError(f"the ONNX export supports mean or cls pooling, not {mode!r}: use backend 'torch'")
     tokenizer = transformer.tokenizer
-    if tokenizer is None or not tokenizer.is_fast:
-        raise ValueError(f"{model_path}: the ONNX backends need a fast (Rust) tokenizer: use backend 'torch'")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    names = _input_names(tokenizer, model_path)
 
     class Pooled(torch.nn.Module):
         def __init__(self, auto_model: torch.nn.Module):
@@ -78,30 +76,21 @@ def _write_onnx(model_path: str, out: Path) -> None:
             return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
     sample = tokenizer(["an example", "a longer example, to pad"], padding=True, return_tensors="pt")
-    with torch.no_grad():
-        torch.onnx.export(
-            Pooled(transformer.auto_model).eval(),
-            tuple(sample[n] for n in names),
-            str(out / "model.onnx"),
-            dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, not installed
-            input_names=names,
-            output_names=["embedding"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "embedding": {0: "batch"}},
-            opset_version=17,
-        )
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    meta = {
-        "version": EXPORT_VERSION,
-        "model": model_path,
-        "inputs": names,
-        "pooling": mode,
-        "normalize": any(type(m).__name__ == "Normalize" for m in rest),
-        "max_seq_length": int(st.max_seq_length or 512),
-        "dim": int(st.get_embedding_dimension() or 0),
-        "pad_id": int(tokenizer.pad_token_id or 0),
-        "pad_token": str(tokenizer.pad_token or "[PAD]"),
-    }
-    (out / MARKER).write_text(json.dumps(meta, indent=2))
+    _export(
+        Pooled(transformer.auto_model),
+        tokenizer,
+        names,
+        sample,
+        "embedding",
+        model_path,
+        out,
+        {
+            "pooling": mode,
+            "normalize": any(type(m).__name__ == "Normalize" for m in rest),
+            "max_seq_length": int(st.max_seq_length or 512),
+            "dim": int(st.get_embedding_dimension() or 0),
+        },
+    )
 
 
 def _write_cross_encoder_onnx(model_path: str, max_length: int, out: Path) -> None:
@@ -114,9 +103,7 @@ def _write_cross_encoder_onnx(model_path: str, max_length: int, out: Path) -> No
     if ce.num_labels != 1:
         raise ValueError(f"the ONNX export supports one-score cross-encoders, not {ce.num_labels} labels")
     tokenizer = ce.tokenizer
-    if tokenizer is None or not tokenizer.is_fast:
-        raise ValueError(f"{model_path}: the ONNX backends need a fast (Rust) tokenizer: use backend 'torch'")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    names = _input_names(tokenizer, model_path)
     activation = ce.activation_fn if isinstance(ce.activation_fn, torch.nn.Module) else torch.nn.Identity()
 
     class Scored(torch.nn.Module):
@@ -131,15 +118,53 @@ def _write_cross_encoder_onnx(model_path: str, max_length: int, out: Path) -> No
     sample = tokenizer(
         [["a question", "a passage"], ["q", "a longer passage, to pad"]], padding=True, return_tensors="pt"
     )
+    _export(
+        Scored(ce.model),
+        tokenizer,
+        names,
+        sample,
+        "score",
+        model_path,
+        out,
+        {
+            "activation": type(activation).__name__,
+            "max_seq_length": max_length,
+            "dim": 1,
+            "normalize": False,
+        },
+    )
+
+
+def _input_names(tokenizer: Any, model_path: str) -> list[str]:
+    """The model inputs the export takes, in order; the runtime side tokenizes with the fast tokenizer."""
+    if tokenizer is None or not tokenizer.is_fast:
+        raise ValueError(f"{model_path}: the ONNX backends need a fast (Rust) tokenizer: use backend 'torch'")
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+
+
+def _export(
+    module: Any,
+    tokenizer: Any,
+    names: list[str],
+    sample: Any,
+    output: str,
+    model_path: str,
+    out: Path,
+    meta: dict[str, Any],
+) -> None:
+    """``module`` to ``out/model.onnx`` (batch and sequence dynamic), its tokenizer, and MARKER with
+    ``meta`` and what every export records."""
+    import torch
+
     with torch.no_grad():
         torch.onnx.export(
-            Scored(ce.model).eval(),
+            module.eval(),
             tuple(sample[n] for n in names),
             str(out / "model.onnx"),
-            dynamo=False,
+            dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, not installed
             input_names=names,
-            output_names=["score"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "score": {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, output: {0: "batch"}},
             opset_version=17,
         )
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
@@ -147,10 +172,7 @@ def _write_cross_encoder_onnx(model_path: str, max_length: int, out: Path) -> No
         "version": EXPORT_VERSION,
         "model": model_path,
         "inputs": names,
-        "activation": type(activation).__name__,
-        "max_seq_length": max_length,
-        "dim": 1,
-        "normalize": False,
+        **meta,
         "pad_id": int(tokenizer.pad_token_id or 0),
         "pad_token": str(tokenizer.pad_token or "[PAD]"),
     }
