@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from ragserve.conversation import (
     fuse,
     rewrite_messages,
 )
+from ragserve.generator.citations import Citation, cite
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
 from ragserve.limits import MAX_QUESTION_CHARS, check_question, check_top_k
@@ -109,6 +110,7 @@ class Done:
     usage: dict[str, int]
     timings: dict[str, float]
     finish_reason: str | None
+    citations: list[Citation] = field(default_factory=list)  # which sentence rests on which source
 
 
 Event = Retrieved | Delta | Done
@@ -123,6 +125,7 @@ class Answer:
     finish_reason: str | None = None
     contexts_dropped: int = 0
     grounded: bool = True
+    citations: list[Citation] = field(default_factory=list)
 
 
 def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:
@@ -303,6 +306,7 @@ class RagPipeline:
         ttft_ms: float | None = None
         completion_tokens, finish = 0, None
         engine: dict[str, float] = {}
+        pieces: list[str] = []
         try:
             yield Retrieved(found.hits, dict(timings), built.dropped, query)
             # Entered after the yield above (which returns to another task): a span is entered and left in
@@ -319,6 +323,7 @@ class RagPipeline:
                         engine["generate"] = delta.engine_total_s
                     completion_tokens, finish = delta.completion_tokens, delta.finish_reason
                     if delta.text:
+                        pieces.append(delta.text)
                         yield Delta(delta.text)
                 span.set_attribute("completion_tokens", completion_tokens)
         finally:
@@ -333,7 +338,8 @@ class RagPipeline:
         metrics.observe_stages(timings, ("prompt", "generate"))
         metrics.TOKENS.inc(usage["prompt_tokens"], direction="in")
         metrics.TOKENS.inc(completion_tokens, direction="out")
-        yield Done(usage, timings, finish)
+        held = found.hits[: len(found.hits) - built.dropped]  # the prompt's contexts, by source number
+        yield Done(usage, timings, finish, cite("".join(pieces), [h.chunk for h in held]))
 
     async def _not_covered(
         self, hits: list[Hit], timings: dict[str, float], started: float, query: RetrievalQuery
@@ -437,6 +443,7 @@ class RagPipeline:
             done.finish_reason,
             retrieved.contexts_dropped,
             retrieved.grounded,
+            done.citations,
         )
 
 
@@ -477,7 +484,8 @@ def _engine_share(timings: dict[str, float], engine: dict[str, float]) -> None:
 
 
 async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
-    """Drain the generation events of a stream: the whole answer text and the final Done."""
+    """Drain the generation events of a stream: the whole answer text, stripped, and the final Done (its
+    citations' spans moved to match the stripped text)."""
     parts: list[str] = []
     done: Done | None = None
     async for event in events:
@@ -487,4 +495,8 @@ async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
             done = event
     if done is None:
         raise RuntimeError("generation ended without a final event")
-    return "".join(parts).strip(), done
+    text = "".join(parts)
+    lead = len(text) - len(text.lstrip())
+    if lead:
+        done.citations = [replace(c, start=c.start - lead, end=c.end - lead) for c in done.citations]
+    return text.strip(), done

@@ -93,6 +93,16 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class CitationOut(BaseModel):
+    start: int = Field(description="Where the sentence starts in `answer` (characters).")
+    end: int = Field(description="Where it ends (exclusive).")
+    sources: list[int] = Field(description="1-based numbers in `sources` the sentence rests on.")
+    by: Literal["model", "attributed"] = Field(
+        description="`model`: the answer's own [n] marks; `attributed`: matched after generation to the "
+        "source chunk holding most of the sentence's words (generator/citations.py)."
+    )
+
+
 class QueryResponse(BaseModel):
     answer: str
     sources: list[SourceOut]
@@ -104,6 +114,9 @@ class QueryResponse(BaseModel):
     grounded: bool = Field(
         True,
         description="False: nothing relevant was retrieved; the answer says the documents do not cover it.",
+    )
+    citations: list[CitationOut] = Field(
+        default_factory=list, description="Each answer sentence that names or rests on a returned source."
     )
 
 

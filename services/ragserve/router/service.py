@@ -154,6 +154,7 @@ class RagService:
             "finish_reason": done.finish_reason,
             "contexts_dropped": retrieved.contexts_dropped,
             "grounded": retrieved.grounded,
+            "citations": [c.as_dict() for c in done.citations],
         }
 
     async def query_events(self, req: QueryRequest, principal: Principal = ANONYMOUS) -> AsyncIterator[str]:
@@ -175,6 +176,7 @@ class RagService:
                         "usage": event.usage,
                         "timings": event.timings,
                         "finish_reason": event.finish_reason,
+                        "citations": [c.as_dict() for c in event.citations],
                     }
                     yield sse(done, "done")
         except Exception as err:  # headers are already sent: report in-band, then end the stream cleanly
@@ -239,6 +241,7 @@ class RagService:
             **retrieved.query.as_dict(),
             "grounded": retrieved.grounded,
             "timings": done.timings,
+            "citations": [c.as_dict() for c in done.citations],
         }
 
     async def chat_events(self, req: ChatRequest, principal: Principal = ANONYMOUS) -> AsyncIterator[str]:
@@ -272,7 +275,12 @@ class RagService:
                 if isinstance(event, Delta):
                     yield chunk({"content": event.text})
                 elif isinstance(event, Done):
-                    yield chunk({}, event.finish_reason or "stop", timings=event.timings)
+                    yield chunk(
+                        {},
+                        event.finish_reason or "stop",
+                        timings=event.timings,
+                        citations=[c.as_dict() for c in event.citations],
+                    )
                     if include_usage:
                         yield sse({**base, "choices": [], "usage": event.usage})
         except Exception as err:  # headers are already sent: report in-band (the openai client raises it)

@@ -88,10 +88,11 @@
     return turn;
   }
 
-  function citeLink(turn, n) {
-    const link = el("a", "cite", `[${n}]`);
+  function citeLink(turn, n, attributed) {
+    const link = el("a", attributed ? "cite attributed" : "cite", `[${n}]`);
     link.href = `#source-${n}`;
-    link.setAttribute("aria-label", `source ${n}`);
+    link.setAttribute("aria-label", attributed ? `source ${n} (matched after generation)` : `source ${n}`);
+    if (attributed) link.title = "The sentence's words are found in this source (matched after generation)";
     link.addEventListener("click", (event) => {
       event.preventDefault();
       showSources(turn, n);
@@ -99,22 +100,39 @@
     return link;
   }
 
-  // The answer as text, with [n] turned into links to source n where n is one of the turn's sources.
-  function renderAnswer(turn, text) {
-    const node = turn.answer;
-    node.replaceChildren();
+  // Text with the model's own [n] turned into links to source n where n is one of the turn's sources.
+  function appendMarked(node, turn, text) {
     let last = 0;
     for (const match of text.matchAll(CITATION)) {
       node.append(text.slice(last, match.index));
       const numbers = match[1].split(",").map((s) => parseInt(s, 10));
       if (numbers.every((n) => n >= 1 && n <= turn.sources.length)) {
-        numbers.forEach((n) => node.append(citeLink(turn, n)));
+        numbers.forEach((n) => node.append(citeLink(turn, n, false)));
       } else {
         node.append(match[0]);
       }
       last = match.index + match[0].length;
     }
     node.append(text.slice(last));
+  }
+
+  // The answer; once it is complete, each sentence the server attributed to a source (the model wrote no
+  // mark there) ends with a link to it. Spans index the streamed text, which is `text`.
+  function renderAnswer(turn, text, citations) {
+    const node = turn.answer;
+    node.replaceChildren();
+    const attributed = (citations || [])
+      .filter((c) => c.by === "attributed" && c.end <= text.length)
+      .sort((a, b) => a.end - b.end);
+    let last = 0;
+    for (const c of attributed) {
+      appendMarked(node, turn, text.slice(last, c.end));
+      c.sources
+        .filter((n) => n >= 1 && n <= turn.sources.length)
+        .forEach((n) => node.append(citeLink(turn, n, true)));
+      last = c.end;
+    }
+    appendMarked(node, turn, text.slice(last));
   }
 
   function showSources(turn, highlight) {
@@ -218,6 +236,7 @@
           turn.answer.classList.remove("pending");
           renderAnswer(turn, text);
         }
+        if (chunk.citations) renderAnswer(turn, text, chunk.citations);
         if (chunk.timings) timings = chunk.timings;
         if (timings) showTimings(turn, timings, chunk.usage);
       }

@@ -1,0 +1,89 @@
+"""Per-sentence citations (generator/citations.py): spans, the model's marks, attribution after generation."""
+
+from __future__ import annotations
+
+from ragserve.generator.citations import Citation, cite, sentence_spans
+
+CHUNKS = [
+    "Milvus Lite supports only the FLAT index type, whatever index type the collection names.",
+    "The default consistency level is Bounded staleness; Strong, Session and Eventually also exist.",
+]
+
+
+def test_sentence_spans_cover_each_sentence_without_surrounding_space() -> None:
+    answer = "  First one. Second one!\n\nThird line\nfourth?  "
+    assert [answer[a:b] for a, b in sentence_spans(answer)] == [
+        "First one.",
+        "Second one!",
+        "Third line",
+        "fourth?",
+    ]
+
+
+def test_each_sentence_is_cited_by_its_marks_or_attributed_to_its_chunk() -> None:
+    answer = (
+        "The default consistency level is Bounded staleness. "
+        "Milvus Lite supports only FLAT [1]. "
+        "Bake the bread at 220 degrees. "
+        "See [7]."
+    )
+    found = cite(answer, CHUNKS)
+    assert [(answer[c.start : c.end], c.sources, c.by) for c in found] == [
+        ("The default consistency level is Bounded staleness.", (2,), "attributed"),
+        ("Milvus Lite supports only FLAT [1].", (1,), "model"),
+    ]  # the bread has no source; [7] names none of the two returned
+
+
+def test_nothing_is_cited_without_sources_and_spans_serialize_for_the_api() -> None:
+    assert cite("The default consistency level is Bounded staleness.", []) == []
+    c = Citation(0, 5, (2,), "attributed")
+    assert c.as_dict() == {"start": 0, "end": 5, "sources": [2], "by": "attributed"}
+
+
+def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
+    """Through the pipeline: spans computed on the streamed text index the stripped answer as returned."""
+    import asyncio
+    from typing import Any
+
+    from ragserve.config import RetrievalConfig, SamplingConfig
+    from ragserve.generator.engine import GenerationDelta
+    from ragserve.generator.prompt import BuiltPrompt
+    from ragserve.rag import RagPipeline, RagRequest, SearchResult
+    from ragserve.store.filters import DEFAULT_ACCESS
+    from ragserve.store.milvus import Hit
+
+    hits = [Hit(f"c{i}", 0.9, f"doc{i}.md", "", chunk, 0, 0.9) for i, chunk in enumerate(CHUNKS)]
+    streamed = ["\n ", "Milvus Lite supports only ", "the FLAT index type. ", "Strong [2]."]
+
+    class Retriever:
+        cfg = RetrievalConfig()
+
+        async def search(self, text: str, top_k: int, *args: Any, **kwargs: Any) -> SearchResult:
+            return SearchResult(hits, {"embed_ms": 1.0, "search_ms": 1.0}, 0.9)
+
+        def covers(self, found: SearchResult) -> bool:
+            return True
+
+    class Prompt:
+        async def build_async(self, *args: Any) -> BuiltPrompt:
+            return BuiltPrompt([], [1, 2, 3], list(reversed(hits)))
+
+    class Generator:
+        async def submit(self, ids: list[int], sampling: SamplingConfig, request_id: Any = None) -> Any:
+            class Deltas:
+                async def __aiter__(self) -> Any:
+                    for n, piece in enumerate(streamed, 1):
+                        yield GenerationDelta(piece, n, n, "stop" if n == len(streamed) else None)
+
+                async def aclose(self) -> None:
+                    pass
+
+            return Deltas()
+
+    pipeline = RagPipeline(Retriever(), Generator(), Prompt(), 5, "not covered")  # type: ignore[arg-type]
+    answer = asyncio.run(pipeline.answer(RagRequest("Which index?", SamplingConfig(), access=DEFAULT_ACCESS)))
+    assert answer.answer == "Milvus Lite supports only the FLAT index type. Strong [2]."
+    assert [(answer.answer[c.start : c.end], c.sources, c.by) for c in answer.citations] == [
+        ("Milvus Lite supports only the FLAT index type.", (1,), "attributed"),
+        ("Strong [2].", (2,), "model"),
+    ]
