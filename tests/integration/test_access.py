@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymilvus import DataType, Function, FunctionType
 
 from ragserve.config import AppConfig, SamplingConfig, load_config
 from ragserve.ingest.pipeline import Ingestor, TextDocument
@@ -29,11 +30,12 @@ from ragserve.router.models import SearchRequest
 from ragserve.router.service import ApiError, RagService
 from ragserve.store import milvus
 from ragserve.store.filters import Access, Filter
-from ragserve.store.milvus import MilvusStore
+from ragserve.store.milvus import MilvusStore, SchemaMismatchError
 
 DIM = 32
 TENANTS = ("default", "acme", "globex")
-GROUPS = ("hr", "eng", "ops")
+# The third group holds a LIKE wildcard, a bar, a quote and a backslash: stored and matched as itself only.
+GROUPS = ("hr", "eng", 'h%|"\\')
 SOURCES = ("a.md", "b.md", "c.md", "d.md")
 WORDS = ("milvus", "index", "vector", "search", "payroll", "salary", "deploy", "rollout")
 EXAMPLES = {"lite": 50, "server": 15}
@@ -322,7 +324,9 @@ def test_the_check_catches_a_restriction_without_groups(
 ) -> None:
     cfg, store = world
     original: Callable[..., str] = milvus.restricted
-    monkeypatch.setattr(milvus, "restricted", lambda access, expr="": original(Access(access.tenant), expr))
+    monkeypatch.setattr(
+        milvus, "restricted", lambda access, expr="", **kw: original(Access(access.tenant), expr, **kw)
+    )
     with pytest.raises(AssertionError, match="search"):
         check_isolation(cfg, store, LEAKY_DOCS, [Access("acme", frozenset({"eng"}))], "payroll")
 
@@ -350,5 +354,39 @@ def test_a_groups_change_rewrites_the_document(world: tuple[AppConfig, MilvusSto
         report = ingestor.ingest_texts([moved], acme)
         assert (report.chunks_updated, report.chunks_deleted) == (1, 1)
         assert (store.count(access=hr), store.count(access=eng)) == (0, 1)
+    finally:
+        store.drop()
+
+
+def test_a_bm25_collection_without_group_keys_is_refused(world: tuple[AppConfig, MilvusStore]) -> None:
+    """Created by ragserve before the groups were stored as keys: refused with the rebuild command."""
+    cfg, base = world
+    if not cfg.store.is_lite:
+        pytest.skip("a 2.3 server's collections have no BM25 and match the groups array")
+    store = base.view(f"access_{next(_names)}")
+    client = store.client
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
+    schema.add_field("tenant", DataType.VARCHAR, max_length=128, is_partition_key=True)
+    schema.add_field("groups", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=64, max_length=128)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("search_text", DataType.VARCHAR, max_length=1024, enable_analyzer=True)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["search_text"],
+            output_field_names=["sparse"],
+        )
+    )
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
+    index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(store.collection, schema=schema, index_params=index)
+    try:
+        with pytest.raises(SchemaMismatchError, match=r"predates the group_keys field.*--rebuild"):
+            store.ensure_collection(DIM, HashEncoder.model_name)
     finally:
         store.drop()

@@ -5,7 +5,9 @@ tests/integration/test_access.py."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,12 +25,14 @@ from ragserve.router.models import ChatRequest, DocumentsRequest, QueryRequest
 from ragserve.router.service import ApiError, RagService
 from ragserve.store.filters import (
     DEFAULT_ACCESS,
+    MAX_GROUP_KEYS_BYTES,
     MAX_GROUPS,
     Access,
     Filter,
     check_groups,
     check_tenant,
     compile_filter,
+    group_keys,
     restricted,
 )
 
@@ -39,10 +43,34 @@ def test_every_expression_is_the_callers_restriction_and_then_the_filter() -> No
     assert restricted(DEFAULT_ACCESS) == '(tenant == "default")'
     where = compile_filter(Filter(('x" or tenant != "',)))  # quoted: cannot close the literal
     assert restricted(HR, where) == (
-        '(tenant == "acme" and (array_length(groups) == 0 or array_contains_any(groups, ["hr"]))) '
+        '(tenant == "acme" and (group_keys == "" or group_keys like "%|6872|%")) '
         'and ((source in ["x\\" or tenant != \\""]))'
     )
-    assert restricted(Access("acme", frozenset())) == '(tenant == "acme" and array_length(groups) == 0)'
+    assert restricted(Access("acme", frozenset())) == '(tenant == "acme" and (group_keys == ""))'
+    # A collection without the keys (a 2.3 server's) matches the groups array.
+    assert restricted(HR, keys=False) == (
+        '(tenant == "acme" and (array_length(groups) == 0 or array_contains_any(groups, ["hr"])))'
+    )
+    assert restricted(Access("acme", frozenset()), keys=False) == (
+        '(tenant == "acme" and (array_length(groups) == 0))'
+    )
+
+
+def test_group_keys_let_a_group_match_only_itself() -> None:
+    """Each group is hex between bars: no name is a LIKE wildcard, a quote, a bar or a prefix of another
+    in the stored string. Checked with LIKE's semantics (``%`` any run of characters, ``_`` any one)."""
+
+    def like(pattern: str, value: str) -> bool:
+        regex = "".join({"%": ".*", "_": "."}.get(c, re.escape(c)) for c in pattern)
+        return re.fullmatch(regex, value, re.DOTALL) is not None
+
+    names = ["hr", "h", "r", "h%", "%", "_", "|", "hr|eng", 'a"b', "a\\b", "é", "eng"]
+    for stored in itertools.chain([()], itertools.combinations(names, 1), itertools.combinations(names, 2)):
+        keys = group_keys(check_groups(stored))
+        for asked in names:
+            assert like("%" + group_keys([asked]) + "%", keys) == (asked in stored), (stored, asked)
+    assert group_keys(()) == ""
+    assert len(group_keys(["\U0010ffff" * 32] * MAX_GROUPS)) <= MAX_GROUP_KEYS_BYTES  # 128 bytes each
 
 
 def test_tenants_and_groups_are_checked_and_groups_sorted() -> None:

@@ -77,21 +77,42 @@ class Access:
 DEFAULT_ACCESS = Access(DEFAULT_TENANT)
 
 
-def compile_access(access: Access) -> str:
-    """Milvus' expression of an Access (the ``tenant`` and ``groups`` fields of the chunk schema)."""
+# Milvus Lite evaluates array expressions row by row over the whole collection (about 20 us a row, the
+# tenant's partitions notwithstanding): `array_contains_any(groups, ...)` made hybrid search 10-17x slower
+# at 10k-100k chunks (load-tests/results/tenant_cost.md). So the groups are also stored as one VARCHAR,
+# each group hex-encoded between bars ("|6872|656e67|", "" for none), matched with an infix LIKE (Lite and
+# servers from 2.4.3; a 2.3 server has no infix LIKE, and matches the array fast): no wildcard, quote or bar
+# can occur in hex, so a group name can match only itself.
+GROUP_KEYS_FIELD = "group_keys"
+MAX_GROUP_KEYS_BYTES = MAX_GROUPS * (2 * MAX_GROUP_BYTES + 1) + 1
+
+
+def group_keys(groups: Iterable[str]) -> str:
+    """What GROUP_KEYS_FIELD stores for a chunk's (checked) groups."""
+    hexed = [g.encode("utf-8").hex() for g in groups]
+    return "|" + "|".join(hexed) + "|" if hexed else ""
+
+
+def compile_access(access: Access, *, keys: bool = True) -> str:
+    """Milvus' expression of an Access (the ``tenant`` and the groups fields of the chunk schema). ``keys``:
+    match GROUP_KEYS_FIELD, else the ``groups`` array (a collection without the keys: a 2.3 server's)."""
     expr = f"tenant == {quote(access.tenant)}"
     if access.groups is None:
         return expr
-    if not access.groups:
-        return f"{expr} and array_length(groups) == 0"
-    listed = ", ".join(quote(g) for g in sorted(access.groups))
-    return f"{expr} and (array_length(groups) == 0 or array_contains_any(groups, [{listed}]))"
+    groups = sorted(access.groups)
+    if keys:
+        terms = [f'{GROUP_KEYS_FIELD} == ""']
+        terms += [f"{GROUP_KEYS_FIELD} like {quote('%' + group_keys([g]) + '%')}" for g in groups]
+    else:
+        terms = ["array_length(groups) == 0"]
+        terms += [f"array_contains_any(groups, [{', '.join(map(quote, groups))}])"] if groups else []
+    return f"{expr} and ({' or '.join(terms)})"
 
 
-def restricted(access: Access, expr: str = "") -> str:
+def restricted(access: Access, expr: str = "", *, keys: bool = True) -> str:
     """``expr`` (a compiled filter, '' = everything) within what ``access`` may see: the only way the store
-    builds the expression of a read, count or delete of chunks."""
-    return _all_of(compile_access(access), expr)
+    builds the expression of a read, count or delete of chunks. ``keys``: as for compile_access."""
+    return _all_of(compile_access(access, keys=keys), expr)
 
 
 def quote(value: str) -> str:

@@ -13,7 +13,8 @@ see and never widens it; both requests of a hybrid search carry it (a pre-filter
 chunks). The tenant is a partition key (one collection serves many tenants, a search touching only its
 tenant's partitions) on Milvus Lite and 2.5+ servers; on a 2.3 server an upserted row lost its partition
 (``tenant == "a"`` then matched nothing, checked on 2.3.5), so there it is a plain field, filtered alike.
-A collection created before tenants is refused with the command that rebuilds it.
+A collection created before tenants is refused with the command that rebuilds it, and so is a BM25 one
+created before ``filters.GROUP_KEYS_FIELD`` (the groups as one string: an array is slow to filter on Lite).
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ from ragserve.config import AppConfig, StoreConfig
 from ragserve.limits import MAX_SOURCE_BYTES
 from ragserve.store.filters import (
     DEFAULT_TENANT,
+    GROUP_KEYS_FIELD,
     MAX_GROUP_BYTES,
+    MAX_GROUP_KEYS_BYTES,
     MAX_GROUPS,
     MAX_TENANT_BYTES,
     Access,
     Filter,
     compile_filter,
+    group_keys,
     quote,
     restricted,
     stale_chunks,
@@ -75,6 +79,10 @@ GROUPS_FIELD = "groups"  # ARRAY<VARCHAR>: empty = the whole tenant may read the
 ACCESS_REBUILD_HINT = (
     "it predates tenants and groups (every read is restricted by them): rebuild it with "
     "`ragserve ingest PATH --rebuild` (its documents then belong to the default tenant, without groups)"
+)
+GROUP_KEYS_REBUILD_HINT = (
+    f"it predates the {GROUP_KEYS_FIELD} field (what the groups restriction matches): rebuild it with "
+    "`ragserve ingest PATH --rebuild`"
 )
 OUTPUT_FIELDS = ["source", "title", "chunk", "chunk_index", "doc_hash"]
 # Lowercased words, English stop words removed, Snowball-stemmed. Identifiers survive as tokens: the
@@ -211,6 +219,7 @@ class MilvusStore:
         self.has_sparse = False  # the collection has the BM25 field (known after ensure_collection)
         self.has_origin = False  # the collection records each document's origin (ORIGIN_FIELD)
         self.has_access = False  # the collection has the tenant and groups fields (refused without)
+        self.has_group_keys = False  # ... and GROUP_KEYS_FIELD (all but a 2.3 server's): matched, not groups
         # The Milvus Lite file (None for a server URI).
         self.lite_path = Path(cfg.uri).expanduser() if cfg.is_lite else None
         if self.lite_path is not None:
@@ -224,7 +233,7 @@ class MilvusStore:
         other = copy.copy(self)
         other.cfg = self.cfg.model_copy(update={"collection": collection})
         other.collection = collection
-        other.has_sparse = other.has_origin = False  # learnt by its own ensure_collection
+        other.has_sparse = other.has_origin = other.has_group_keys = False  # learnt by its ensure_collection
         other._owns_client = False
         return other
 
@@ -382,6 +391,7 @@ class MilvusStore:
                 )
             )
             index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+            schema.add_field(GROUP_KEYS_FIELD, DataType.VARCHAR, max_length=MAX_GROUP_KEYS_BYTES)
         try:
             self._rpc(
                 "create_collection",
@@ -404,7 +414,7 @@ class MilvusStore:
             self.collection,
             properties={EMBEDDER_PROPERTY: embedder_model},
         )
-        self.has_sparse = with_bm25
+        self.has_sparse = self.has_group_keys = with_bm25
         self.has_origin = self.has_access = True
         log.info(
             "created collection %s (dim=%d, %s, %s, %s)",
@@ -421,6 +431,7 @@ class MilvusStore:
         self.has_sparse = SPARSE_FIELD in fields and TEXT_FIELD in fields
         self.has_origin = ORIGIN_FIELD in fields
         self.has_access = TENANT_FIELD in fields and GROUPS_FIELD in fields
+        self.has_group_keys = GROUP_KEYS_FIELD in fields
         vector = fields.get(VECTOR_FIELD)
         if vector is None or "doc_hash" not in fields:
             raise SchemaMismatchError(
@@ -452,6 +463,8 @@ class MilvusStore:
             )
         if not self.has_access:
             raise SchemaMismatchError(f"collection {self.collection!r}: {ACCESS_REBUILD_HINT}")
+        if self.has_sparse and not self.has_group_keys:
+            raise SchemaMismatchError(f"collection {self.collection!r}: {GROUP_KEYS_REBUILD_HINT}")
 
     def vector_dim(self) -> int | None:
         """The stored vectors' dimension (None: no collection), read without loading any embedder."""
@@ -508,6 +521,7 @@ class MilvusStore:
                 **({ORIGIN_FIELD: _clip(r.origin, MAX_SOURCE_BYTES)} if self.has_origin else {}),
                 TENANT_FIELD: r.tenant,
                 GROUPS_FIELD: list(r.groups),
+                **({GROUP_KEYS_FIELD: group_keys(r.groups)} if self.has_group_keys else {}),
                 VECTOR_FIELD: v,
                 **({TEXT_FIELD: _clip(r.search_text, MAX_CHUNK_BYTES)} if self.has_sparse else {}),
             }
@@ -527,11 +541,15 @@ class MilvusStore:
         expr = compile_filter(where)
         if not expr:
             raise ValueError("delete needs a non-empty filter")
-        return self._delete(restricted(access, expr))
+        return self._delete(self._restricted(access, expr))
 
     def delete_stale(self, source: str, keep_hash: str, *, access: Access) -> int:
         """Delete the chunks of ``source`` written from any version other than ``keep_hash``."""
-        return self._delete(restricted(access, stale_chunks(source, keep_hash)))
+        return self._delete(self._restricted(access, stale_chunks(source, keep_hash)))
+
+    def _restricted(self, access: Access, expr: str = "") -> str:
+        """filters.restricted for this collection: its groups as keys when it has them."""
+        return restricted(access, expr, keys=self.has_group_keys)
 
     def _delete(self, expr: str) -> int:
         res = self._rpc(
@@ -544,7 +562,7 @@ class MilvusStore:
         """Chunks ``where`` selects among those ``access`` may see. ``latest``: see every write
         acknowledged so far (Strong), whatever store.consistency_level says; for reads that decide a write
         or a delete."""
-        return self._count(restricted(access, compile_filter(where)), latest=latest)
+        return self._count(self._restricted(access, compile_filter(where)), latest=latest)
 
     def collection_chunks(self, *, outside: str | None = None) -> int:
         """The operator's count for a rebuild, which replaces the whole collection: every chunk, or those
@@ -579,7 +597,7 @@ class MilvusStore:
         against to skip unchanged files. Read at Strong consistency: under Bounded, a document written a
         moment ago would look absent and its re-post would keep both versions."""
         index: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        expr = restricted(access, compile_filter(where))
+        expr = self._restricted(access, compile_filter(where))
         for row in self._iterate(["source", "doc_hash"], expr, latest=True):
             index[row["source"]][row["doc_hash"]] += 1
         return {s: dict(h) for s, h in index.items()}
@@ -589,7 +607,7 @@ class MilvusStore:
         ``access`` may see, read at Strong consistency: what that run may prune."""
         if not self.has_origin:
             raise SchemaMismatchError(f"collection {self.collection!r}: {PRUNE_REBUILD_HINT}")
-        expr = restricted(access, f"{ORIGIN_FIELD} == {quote(origin)}")
+        expr = self._restricted(access, f"{ORIGIN_FIELD} == {quote(origin)}")
         return {row["source"] for row in self._iterate(["source"], expr, latest=True)}
 
     def _iterate(
@@ -637,7 +655,7 @@ class MilvusStore:
             data=list(queries),
             anns_field=VECTOR_FIELD,
             limit=top_k,
-            filter=restricted(access, compile_filter(where)),
+            filter=self._restricted(access, compile_filter(where)),
             output_fields=[*OUTPUT_FIELDS, VECTOR_FIELD],
             search_params={"metric_type": self.cfg.metric, "params": dict(self.cfg.search_params)},
             consistency_level=self.cfg.consistency_level,
@@ -662,7 +680,7 @@ class MilvusStore:
         what ``access`` may see), fused to top_k."""
         if not self.has_sparse:
             raise SchemaMismatchError(f"collection {self.collection!r} has no BM25 field: {REBUILD_HINT}")
-        expr = restricted(access, compile_filter(where))
+        expr = self._restricted(access, compile_filter(where))
         limit = max(candidates, top_k)
         query = vector.astype(np.float32, copy=False)
         requests = [
@@ -704,8 +722,8 @@ class MilvusStore:
         return {
             "collection": self.collection,
             "exists": True,
-            "chunks": self._count(restricted(access)),
-            "documents": self._count(restricted(access, "chunk_index == 0")),
+            "chunks": self._count(self._restricted(access)),
+            "documents": self._count(self._restricted(access, "chunk_index == 0")),
             "uri": self.cfg.uri
             if self.cfg.is_lite
             else self.cfg.uri.split("@")[-1]
