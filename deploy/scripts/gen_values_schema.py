@@ -3,8 +3,8 @@
 Two sources, so the schema cannot drift from either:
 - `app`: ragserve's own config model (``AppConfig.model_json_schema()``), so the chart accepts exactly the
   keys and bounds the code accepts. `app` is an overlay on the profile file (the profile supplies every
-  default), so no key of the model is required here except the chart's own: a server URI, the state
-  directory, the route prefix and the API-key variable; the token is forbidden (it comes from a Secret).
+  default over the model's), so no key of the model is required here except the chart's own: a server URI
+  and the state directory; the token is forbidden (it comes from a Secret).
 - everything else: inferred from values.yaml (types, closed objects), with the constraints in OVERRIDES and
   the `# --` comments as descriptions.
 
@@ -83,7 +83,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "apiKeys.secretName": SECRET_NAME,
     "huggingface.tokenSecret.name": SECRET_NAME,
     "milvus.networkPolicy.cidrs": {"items": {"type": "string"}},
-    "milvus.networkPolicy.port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "milvus.networkPolicy.port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
     "modelCache.mountPath": {"pattern": "^/"},
     "modelCache.size": QUANTITY,
     "modelCache.accessModes": {
@@ -151,12 +151,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "networkPolicy.httpsEgressCidrs": {"items": {"type": "string"}},
 }
 
-# The keys the chart owns and its templates read from `.Values.app` (everything else comes from the profile).
+# The keys only the chart knows (everything else comes from the profile and the model's defaults).
 APP_REQUIRED = {
-    "AppConfig": ["profile", "data_dir", "store", "router"],
+    "AppConfig": ["profile", "data_dir", "store"],
     "StoreConfig": ["uri"],
-    "RouterConfig": ["route_prefix", "auth"],
-    "AuthConfig": ["api_keys_env"],
 }
 MILVUS_URI = {
     "type": "string",
@@ -248,7 +246,7 @@ def app_schema() -> tuple[dict[str, Any], dict[str, Any]]:
         target = schema if name == "AppConfig" else defs[name]
         target["required"] = sorted(set(target.get("required", [])) | set(required))
     schema["description"] = (
-        "ragserve AppConfig keys (services/ragserve/config.py), passed as serveConfigV2 args."
+        "ragserve AppConfig keys (services/ragserve/config/), passed as serveConfigV2 args."
     )
     return schema, defs
 

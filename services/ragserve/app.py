@@ -93,7 +93,7 @@ def build_app_from_config(cfg: AppConfig) -> Application:
         lite = serve.deployment(
             name=LITE_DEPLOYMENT,
             num_replicas=1,
-            ray_actor_options={"num_cpus": 0.25},
+            ray_actor_options={"num_cpus": cfg.store.lite_num_cpus},
             logging_config=replica_logging(cfg),
         )(LiteOwner).bind(os.path.expanduser(cfg.store.uri))
     reranker = None

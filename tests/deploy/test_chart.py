@@ -113,6 +113,33 @@ def test_ingress_streams_sse_to_the_serve_service(rendered: dict[str, list[dict[
     assert all(p["backend"]["service"] == {"name": serve_svc, "port": {"name": "serve"}} for p in paths)
 
 
+def test_ingress_and_egress_follow_the_app_config(helm_template: Any) -> None:
+    """The chart derives the Ingress paths, its body limit and the Milvus egress port from the app config (the
+    model's defaults < profile < values.app); it keeps no copy of them."""
+    from ragserve.config import RouterConfig
+    from tests.deploy.conftest import CHART, docs_of, serve_app
+
+    gpu_tp2 = ("-f", str(CHART / "ci" / "gpu-tp2-values.yaml"))
+    default = one(docs_of(helm_template(*gpu_tp2).stdout), "Ingress")["metadata"]["annotations"]
+    body_limit = RouterConfig.model_fields["max_body_bytes"].default
+    assert default["nginx.ingress.kubernetes.io/proxy-body-size"] == str(body_limit)
+    docs = docs_of(
+        helm_template(
+            *gpu_tp2,
+            *("--set", "app.router.route_prefix=/api", "--set", "app.router.max_body_bytes=2048"),
+            *("--set", "app.store.uri=http://milvus.example:29530"),
+        ).stdout
+    )
+    ing = one(docs, "Ingress")
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "2048"
+    assert [p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]] == ["/api/v1", "/api/openapi.json"]
+    assert serve_app(docs)["route_prefix"] == "/api"
+    ports = [p.get("port") for r in one(docs, "NetworkPolicy")["spec"]["egress"] for p in r.get("ports", [])]
+    assert 29530 in ports and 19530 not in ports
+    no_port = helm_template("--set", "app.store.uri=http://milvus.example", check=False)
+    assert no_port.returncode != 0 and "names no port" in no_port.stderr
+
+
 def test_monitoring_objects_are_separately_switched(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """PodMonitor, dashboards and PrometheusRule each behind their own value; no ServiceMonitor (the router's
     /metrics shows one node's agent only: the PodMonitor is the scrape path)."""

@@ -1,6 +1,7 @@
 """The contract between chart and code: the rendered serveConfigV2 is what Ray Serve accepts, its `args`
 load into AppConfig, carry no scaling knob and build the application, and its `deployments` are the
-profile's blocks (the chart reads the same profile file the builder loads)."""
+production config's blocks (the chart merges the same profile file the builder loads over the model's
+defaults, generated into app-defaults.yaml)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from ragserve.app import (
     build_app,
     config_from_args,
     serve_config,
+    serve_options,
     serve_tracing_config,
 )
-from ragserve.config import profile_defaults
 from ragserve.environment import ray_node_env, tracing_env
-from tests.deploy.conftest import OVERLAYS, SCENARIOS, one, serve_app, worker_group
+from tests.deploy.conftest import OVERLAYS, SCENARIOS, load_script, one, serve_app, worker_group
 
 
 @pytest.fixture(autouse=True)
@@ -98,16 +99,23 @@ def test_serve_config_loads_into_the_model_and_builds(
             assert {k: env.get(k) for k in ray_node_env()} == ray_node_env()
 
 
-def test_default_blocks_are_the_production_profile(rendered: dict[str, Any]) -> None:
-    """No defaults of the chart's own: each deployment's entry is the profile's block, name added."""
-    profile = profile_defaults("production")
+def test_default_blocks_are_the_production_config(rendered: dict[str, Any]) -> None:
+    """No defaults of the chart's own: each deployment's entry is the production config's block (the profile
+    over the model's defaults), name added."""
+    cfg = config_from_args({"profile": "production", "store": {"uri": "http://milvus:19530"}})
     by_name = {d.pop("name"): d for d in serve_app(rendered["default"])["deployments"]}
-    assert not profile["reranker"]["enabled"]  # optional: not deployed by default
-    assert by_name == {
-        name: profile[section]["deployment"] for section, name in DEPLOYMENTS.items() if section != "reranker"
-    }
+    assert not cfg.reranker.enabled  # optional: not deployed by default
+    assert by_name == {name: serve_options(cfg, s) for s, name in DEPLOYMENTS.items() if s != "reranker"}
     # distinct values in the profile, so a mix-up between deployments would show
     assert len({str(d) for d in by_name.values()}) == 3
+
+
+def test_the_chart_reads_the_models_defaults_and_sets_none_of_its_own(rendered: dict[str, Any]) -> None:
+    """app-defaults.yaml is the model's defaults as generated now, and `values.app` states only what the
+    model and the profile cannot know: the profile, the pods' state directory, Milvus' address."""
+    assert load_script("gen_app_defaults").main(["--check"]) == 0
+    assert set(serve_app(rendered["default"])["args"]) == {"profile", "data_dir", "store"}
+    assert serve_app(rendered["default"])["args"]["store"].keys() == {"uri"}
 
 
 def test_a_scaling_change_touches_only_its_deployment_entry(helm_template: Any) -> None:

@@ -15,15 +15,20 @@ from ragserve.app import (
     serve_config,
     serve_options,
 )
-from ragserve.config import AppConfig, ConfigError, load_config, profile_defaults
+from ragserve.config import AppConfig, ConfigError, deep_merge, load_config, profile_defaults
+from ragserve.config.defaults import model_defaults
 from ragserve.environment import process_env
 
 
-def test_serve_options_are_the_profile_block_verbatim(tmp_path: Path) -> None:
+def test_serve_options_are_the_profile_block_over_the_models_defaults(tmp_path: Path) -> None:
     cfg = load_config(env={"RAGSERVE_HOME": str(tmp_path)})
-    profile = profile_defaults("local")
+    profile, defaults = profile_defaults("local"), model_defaults()
     for section in DEPLOYMENTS:
-        assert serve_options(cfg, section) == profile[section]["deployment"]
+        block = deep_merge(defaults[section]["deployment"], profile[section]["deployment"])
+        assert serve_options(cfg, section) == block
+    # what the profile leaves out is the model's: Serve's whole autoscaling_config is sent, never a part
+    assert serve_options(cfg, "router")["autoscaling_config"]["look_back_period_s"] == 30
+    assert "look_back_period_s" not in profile["router"]["deployment"]["autoscaling_config"]
 
 
 def test_args_carry_no_scaling_knob_and_no_secret(tmp_path: Path) -> None:

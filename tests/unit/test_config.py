@@ -1,8 +1,19 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ragserve.config import BUNDLED_MINILM, SMOLLM2, ConfigError, env_overrides, load_config
+from ragserve.config import (
+    BUNDLED_MINILM,
+    PROFILES,
+    SMOLLM2,
+    ConfigError,
+    env_overrides,
+    load_config,
+    model_defaults,
+    profile_defaults,
+)
+from ragserve.limits import MAX_NEW_TOKENS
 
 
 def test_local_profile_defaults(tmp_path: Path) -> None:
@@ -73,6 +84,40 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="profile"):
         load_config(profile="staging")
+
+
+def _copies(data: dict[str, Any], defaults: dict[str, Any], path: str = "") -> list[str]:
+    """Keys of ``data`` whose value equals the model's default."""
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            out += _copies(value, defaults[key], f"{path}{key}.")
+        elif key in defaults and defaults[key] == value:
+            out.append(path + key)
+    return out
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_profile_states_only_what_differs_from_the_model(profile: str) -> None:
+    """The model owns every default (docs/configuration.md, "Who owns a default"): a profile value equal to
+    it is a second copy."""
+    defaults = model_defaults()
+    assert _copies({"prompt": {"top_k": 5}, "store": {"timeout_s": 3}}, defaults) == ["prompt.top_k"]
+    data = {k: v for k, v in profile_defaults(profile).items() if k != "profile"}
+    assert _copies(data, defaults) == []
+
+
+def test_profiles_are_the_files_and_bounds_come_from_limits(tmp_path: Path) -> None:
+    assert PROFILES == ("local", "production")  # the files in ragserve/profiles
+    with pytest.raises(
+        ConfigError, match=r"profile: unknown profile 'staging'; choose one of local, production"
+    ):
+        load_config(profile="staging")
+    too_many = {"generator": {"sampling": {"max_tokens": MAX_NEW_TOKENS + 1}}}
+    with pytest.raises(
+        ConfigError, match=rf"generator\.sampling\.max_tokens: .*less than or equal to {MAX_NEW_TOKENS}"
+    ):
+        load_config(env={"RAGSERVE_HOME": str(tmp_path)}, overrides=too_many)
 
 
 def test_env_overrides_parse_scalars() -> None:

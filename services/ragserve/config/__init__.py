@@ -5,23 +5,23 @@ user's ``--config`` YAML < environment variables ``RAGSERVE__<SECTION>__<FIELD>=
 scalars) < explicit overrides. The same ``AppConfig`` drives the CLI, the local ``serve`` and the
 RayService's ``serveConfigV2``.
 
-Modules (each imports only those above it): ``base`` (Section, ConfigError) < ``serve`` (Serve options,
-resources) < ``models``, ``query``, ``ingest`` (role sections) < ``settings`` (router, observability,
-AppConfig) < ``loading`` (profiles, environment, merging). Callers import from ``ragserve.config``.
+Modules (each imports only those before it): ``base`` (Section, ConfigError), ``profiles`` (the profile
+files), ``serve`` (Serve options, resources), ``models``, ``query``, ``ingest`` (role sections), ``settings``
+(router, observability, AppConfig), ``defaults`` (the model's defaults as a tree), ``loading`` (profile <
+file < environment). Callers import from ``ragserve.config``.
 """
 
 from ragserve.config.base import ConfigError, Section
+from ragserve.config.defaults import model_defaults
 from ragserve.config.ingest import IngestConfig, IngestRayConfig
 from ragserve.config.loading import (
     ENV_PREFIX,
-    PROFILES,
     build_config,
     deep_merge,
     dump_config,
     env_overrides,
     format_validation_error,
     load_config,
-    profile_defaults,
 )
 from ragserve.config.models import (
     BUNDLED_MINILM,
@@ -36,6 +36,7 @@ from ragserve.config.models import (
     TorchDevice,
     check_torch_device,
 )
+from ragserve.config.profiles import PROFILES, profile_defaults
 from ragserve.config.query import DEFAULT_SYSTEM_PROMPT, ConversationMethod, PromptConfig, RetrievalConfig
 from ragserve.config.serve import Autoscaling, Backpressure, GeneratorResources, Resources, ServeOptions
 from ragserve.config.settings import (
@@ -91,6 +92,7 @@ __all__ = [
     "env_overrides",
     "format_validation_error",
     "load_config",
+    "model_defaults",
     "profile_defaults",
     "read_only",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from ragserve.config.base import ConfigError
+from ragserve.config.profiles import profile_defaults
 from ragserve.config.settings import AppConfig, default_data_dir
 
-PROFILES = ("local", "production")
 ENV_PREFIX = "RAGSERVE__"
-
-
-def profile_defaults(profile: str) -> dict[str, Any]:
-    if profile not in PROFILES:
-        raise ConfigError(f"profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    text = resources.files("ragserve").joinpath("profiles", f"{profile}.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
-    data["profile"] = profile
-    return data
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

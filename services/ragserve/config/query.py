@@ -61,7 +61,7 @@ class RetrievalConfig(Section):
         "the fused candidates it scores.",
     )
     max_chunks_per_source: int | None = Field(
-        None,
+        2,
         ge=1,
         le=1000,
         description="Keep at most this many chunks of one source in the top_k (more sources, broader "

@@ -8,9 +8,11 @@ from pydantic import Field, model_validator
 
 from ragserve.config.base import Section
 
-# Serve options and resources have no defaults in code: every profile states them in full, so the profile
-# is their one owner and the Helm chart, which reads the same profile file, renders exactly what the builder
-# applies (Serve replaces a deployment's whole autoscaling_config with the one in serveConfigV2).
+# Sizing has no default in code: replicas, the target load, in-flight requests and CPUs depend on the machines
+# a profile targets, so every profile states them for every deployment. The rest defaults here, like every
+# other field (docs/configuration.md, "Who owns a default"). The Helm chart sees these defaults through its
+# generated app-defaults.yaml, so the blocks it renders are whole (Serve replaces a deployment's whole
+# autoscaling_config with the one in serveConfigV2).
 
 
 class Autoscaling(Section):
@@ -18,13 +20,13 @@ class Autoscaling(Section):
 
     min_replicas: int = Field(ge=0, le=1000, description="Autoscaling lower bound (0 = scale to zero).")
     max_replicas: int = Field(ge=1, le=1000, description="Autoscaling upper bound.")
-    initial_replicas: int | None = Field(ge=0, description="Replicas at start (null = min_replicas).")
+    initial_replicas: int | None = Field(None, ge=0, description="Replicas at start (null = min_replicas).")
     target_ongoing_requests: float = Field(
         gt=0, description="In-flight requests per replica the autoscaler aims for."
     )
-    upscale_delay_s: float = Field(ge=0, description="Sustained load needed before adding replicas.")
-    downscale_delay_s: float = Field(ge=0, description="Sustained idleness before removing replicas.")
-    look_back_period_s: float = Field(gt=0, description="Window over which load is averaged.")
+    upscale_delay_s: float = Field(5, ge=0, description="Sustained load needed before adding replicas.")
+    downscale_delay_s: float = Field(60, ge=0, description="Sustained idleness before removing replicas.")
+    look_back_period_s: float = Field(30, gt=0, description="Window over which load is averaged.")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Autoscaling:
@@ -40,8 +42,8 @@ class Autoscaling(Section):
 class Backpressure(Section):
     """Ray Serve's ``backpressure_config``: the answer when ``max_queued_requests`` is reached."""
 
-    status_code: Literal[503, 429] = Field(description="HTTP status of a request shed by a full queue.")
-    retry_after_s: float = Field(ge=0, description="Retry-After (seconds) sent with that status.")
+    status_code: Literal[503, 429] = Field(503, description="HTTP status of a request shed by a full queue.")
+    retry_after_s: float = Field(1, ge=0, description="Retry-After (seconds) sent with that status.")
 
 
 class ServeOptions(Section):
@@ -56,10 +58,13 @@ class ServeOptions(Section):
     autoscaling_config: Autoscaling = Field(description="Replicas and autoscaling.")
     max_ongoing_requests: int = Field(ge=1, le=100_000, description="In-flight requests per replica.")
     max_queued_requests: int = Field(
-        ge=-1, description="Requests queued per caller before they are shed (-1 = unbounded)."
+        -1, ge=-1, description="Requests queued per caller before they are shed (-1 = unbounded)."
     )
-    backpressure_config: Backpressure = Field(description="Status and Retry-After of shed requests.")
+    backpressure_config: Backpressure = Field(
+        default_factory=Backpressure, description="Status and Retry-After of shed requests."
+    )
     max_surge_percent: int = Field(
+        100,
         ge=0,
         le=100,
         description="Extra replicas Serve may start while it replaces replicas (an `args` or code change), "
@@ -73,7 +78,7 @@ class Resources(Section):
     restarts the replicas, as a new placement needs to."""
 
     num_cpus: float = Field(ge=0, description="Logical CPUs reserved per replica.")
-    num_gpus: float = Field(ge=0, description="GPUs reserved per replica.")
+    num_gpus: float = Field(0, ge=0, description="GPUs reserved per replica.")
 
 
 class GeneratorResources(Section):

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from ragserve.config.base import Section
 from ragserve.config.ingest import IngestConfig
 from ragserve.config.models import EmbedderConfig, GeneratorConfig, RerankerConfig, StoreConfig
+from ragserve.config.profiles import PROFILES
 from ragserve.config.query import PromptConfig, RetrievalConfig
 from ragserve.config.serve import Resources, ServeOptions
 
@@ -21,13 +22,17 @@ from ragserve.config.serve import Resources, ServeOptions
 class TracingConfig(Section):
     """OpenTelemetry traces through Ray Serve's own tracing (docs/observability.md, "Traces")."""
 
-    enabled: bool = Field(description="Export one trace per request (proxy, router, replicas) over OTLP.")
+    enabled: bool = Field(
+        False, description="Export one trace per request (proxy, router, replicas) over OTLP."
+    )
     endpoint: str | None = Field(
+        None,
         pattern=r"^https?://",
         description="OTLP/HTTP traces endpoint, e.g. http://tempo.monitoring:4318/v1/traces (required when "
         "enabled); set as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT for every ragserve process.",
     )
     sampling_ratio: float = Field(
+        1.0,
         ge=0.0,
         le=1.0,
         description="Share of requests traced (parent-based: a trace is whole or absent).",
@@ -41,7 +46,7 @@ class TracingConfig(Section):
 
 
 class ObservabilityConfig(Section):
-    tracing: TracingConfig = Field(description="Distributed traces (OTLP).")
+    tracing: TracingConfig = Field(default_factory=TracingConfig, description="Distributed traces (OTLP).")
     serve_access_log: bool = Field(
         False,
         description="Serve's access log: a line per request in each replica's log file. Off: ragserve's "
@@ -157,7 +162,11 @@ class RouterConfig(Section):
 
 
 class AppConfig(Section):
-    profile: Literal["local", "production"] = Field("local", description="Profile the defaults came from.")
+    profile: str = Field(
+        "local",
+        description="Profile the defaults came from (a file of ragserve/profiles).",
+        json_schema_extra={"enum": list(PROFILES)},
+    )
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(os.environ),
         description="Per-user state: the Milvus Lite file and generated models.",
@@ -171,7 +180,16 @@ class AppConfig(Section):
     reranker: RerankerConfig = Field(description="Optional cross-encoder reranking of the candidates.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Document ingestion.")
     router: RouterConfig = Field(description="HTTP API (Serve ingress).")
-    observability: ObservabilityConfig = Field(description="Traces (metrics need no settings).")
+    observability: ObservabilityConfig = Field(
+        default_factory=ObservabilityConfig, description="Traces (metrics need no settings)."
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        if v not in PROFILES:
+            raise ValueError(f"unknown profile {v!r}; choose one of {', '.join(PROFILES)}")
+        return v
 
     @model_validator(mode="after")
     def _resolve_store_uri(self) -> AppConfig:

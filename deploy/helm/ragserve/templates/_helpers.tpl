@@ -55,15 +55,17 @@ app.kubernetes.io/part-of: ragserve
 {{- end }}
 
 {{/*
-The application config as the replicas will see it: the profile file (profiles/ links to the package's
-services/ragserve/profiles, the one owner of every default) with `.Values.app` merged over it, the same
-layering `ragserve.app:build_app` applies to `args`. Templates read the app only through this.
+The application config as the replicas will see it: the config model's defaults (app-defaults.yaml, generated
+from the model), the profile file over them (profiles/ links to the package's services/ragserve/profiles: what
+differs from the model) and `.Values.app` over both, the same layering `ragserve.app:build_app` applies to
+`args`. Templates read the app only through this; the chart has no defaults of its own.
 */}}
 {{- define "ragserve.app" -}}
 {{- $file := printf "profiles/%s.yaml" (toString .Values.app.profile) }}
 {{- $profile := .Files.Get $file | fromYaml }}
 {{- if not $profile }}{{ fail (printf "app.profile: the chart has no %s" $file) }}{{ end }}
-{{- toYaml (mustMergeOverwrite $profile (deepCopy .Values.app)) }}
+{{- $defaults := .Files.Get "app-defaults.yaml" | fromYaml }}
+{{- toYaml (mustMergeOverwrite $defaults $profile (deepCopy .Values.app)) }}
 {{- end }}
 
 {{/* `args` of the Serve application: `.Values.app` without deployment blocks. Serve hashes args into the
@@ -129,6 +131,18 @@ tolerance is off (then the head's eviction restarts the whole cluster). */}}
 {{- ternary (last (splitList ":" $host)) "6379" (contains ":" $host) }}
 {{- end }}
 
+{{/* Milvus' port for the egress rule: milvus.networkPolicy.port, else the port of app.store.uri (the one owner
+of where Milvus listens). */}}
+{{- define "ragserve.milvusPort" -}}
+{{- $uri := (include "ragserve.app" . | fromYaml).store.uri | toString }}
+{{- $port := (urlParse $uri).host | splitList ":" | rest | last }}
+{{- $set := .Values.milvus.networkPolicy.port }}
+{{- if not (kindIs "invalid" $set) }}{{ $set }}
+{{- else if $port }}{{ $port }}
+{{- else }}{{ fail (printf "app.store.uri %q names no port: write it (http(s)://host:19530), or set milvus.networkPolicy.port" $uri) }}
+{{- end }}
+{{- end }}
+
 {{/* Environment of every Ray container: secrets by reference, caches on writable volumes. */}}
 {{- define "ragserve.env" -}}
 - name: HF_HOME
@@ -183,7 +197,7 @@ tolerance is off (then the head's eviction restarts the whole cluster). */}}
 - {name: dshm, mountPath: /dev/shm}
 - {name: home-cache, mountPath: /home/ray/.cache}
 - {name: home-config, mountPath: /home/ray/.config}
-- {name: data, mountPath: {{ .Values.app.data_dir | quote }}}
+- {name: data, mountPath: {{ (include "ragserve.app" . | fromYaml).data_dir | quote }}}
 - {name: model-cache, mountPath: {{ .Values.modelCache.mountPath | quote }}}
 {{- if .Values.milvus.caSecret.name }}
 - {name: milvus-ca, mountPath: /etc/ragserve/milvus-ca, readOnly: true}
