@@ -56,7 +56,7 @@ class Outcome:
 Call = Callable[[httpx.AsyncClient, int], Awaitable[Outcome]]
 
 
-def scenario(name: str, qs: list[str], max_tokens: int) -> Call:
+def scenario(name: str, qs: list[str], max_tokens: int | None) -> Call:
     async def query(client: httpx.AsyncClient, i: int) -> Outcome:
         res = await client.post("/v1/query", json={"question": qs[i % len(qs)], "top_k": (3, 5)[i % 2]})
         return Outcome(error=None if res.status_code == 200 else str(res.status_code))
@@ -66,11 +66,9 @@ def scenario(name: str, qs: list[str], max_tokens: int) -> Call:
         return Outcome(error=None if res.status_code == 200 else str(res.status_code))
 
     async def chat_stream(client: httpx.AsyncClient, i: int) -> Outcome:
-        body = {
-            "messages": [{"role": "user", "content": qs[i % len(qs)]}],
-            "stream": True,
-            "max_tokens": max_tokens,
-        }
+        body: dict[str, object] = {"messages": [{"role": "user", "content": qs[i % len(qs)]}], "stream": True}
+        if max_tokens is not None:  # else the served config's generator.sampling.max_tokens
+            body["max_tokens"] = max_tokens
         started = time.perf_counter()
         ttft = None
         async with client.stream("POST", "/v1/chat/completions", json=body) as res:
@@ -215,7 +213,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per step")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout")
-    parser.add_argument("--max-tokens", type=int, default=64, help="chat-stream max_tokens")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        help="chat-stream max_tokens (default: the server's generator.sampling.max_tokens)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     parser.add_argument("--port", type=int, default=8778)
     args = parser.parse_args()
