@@ -118,9 +118,21 @@ def exact_top(data: np.ndarray, q: np.ndarray, k: int = TOP_K) -> list[set[str]]
     return [{f"c{i}" for i in row} for row in top]
 
 
-def write(store: MilvusStore, data: np.ndarray, templates: list[ChunkRecord]) -> float:
+def write(
+    store: MilvusStore, data: np.ndarray, templates: list[ChunkRecord], cap_s: float, min_free_gib: float
+) -> tuple[float, int, str]:
+    """Upsert ``data`` in batches and flush: (seconds, rows written, why it stopped early or "")."""
     started = time.perf_counter()
+    stopped = ""
     for start in range(0, len(data), BATCH):
+        free = psutil.virtual_memory().available / 2**30
+        if free < min_free_gib:  # a shared machine: the store is not allowed to starve the others
+            stopped = f"memory: {free:.1f} GiB available after {start} rows"
+        elif time.perf_counter() - started > cap_s:
+            stopped = f"time: --write-cap-s {cap_s:.0f} s reached after {start} rows"
+        if stopped:
+            print(f"    stopped writing ({stopped})", flush=True)
+            break
         batch = []
         for i in range(start, min(start + BATCH, len(data))):
             t = templates[i % len(templates)]
@@ -136,7 +148,8 @@ def write(store: MilvusStore, data: np.ndarray, templates: list[ChunkRecord]) ->
     # Sealed segments, as a collection is after ingestion settles: Lite searches its unflushed memtable
     # several times slower (3k rows: 280 ms against 75 ms), and a server builds indexes on sealed segments.
     store.client.flush(store.collection, timeout=3600)
-    return time.perf_counter() - started
+    written = int(store.client.query(store.collection, output_fields=["count(*)"])[0]["count(*)"])
+    return time.perf_counter() - started, written, stopped
 
 
 # ---- stores ------------------------------------------------------------------------------------------
@@ -298,13 +311,21 @@ def measure_index(
     args: argparse.Namespace,
     cfg: AppConfig,
     hybrid: bool,
+    keep: bool = False,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "index": index,
         "params": dict(zip(("build", "search"), index_params(index, n), strict=True)),
     }
     try:
-        row["build_load_s"] = round(rebuild_index(store, index, n), 2)
+        if keep:  # no rebuild: release + load (Lite builds what the segments lack on load)
+            started = time.perf_counter()
+            store.client.release_collection(store.collection)
+            store.client.load_collection(store.collection, timeout=3600)
+            row["build_load_s"] = round(time.perf_counter() - started, 2)
+            row["created_with_collection"] = True
+        else:
+            row["build_load_s"] = round(rebuild_index(store, index, n), 2)
     except Exception as err:  # measured, not assumed: a store that refuses an index says so here
         row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
         print(f"    {index}: refused ({row['error']})", flush=True)
@@ -370,20 +391,29 @@ def run_size(
     out: dict[str, Any] = {"store": kind, "chunks": n, "indexes": []}
     with STORES[kind](tmp) as running:
         out["rss_empty_mib"] = rss_mib(running.process)
-        store = connect(running.uri, "FLAT", n)
+        first = args.indexes[0] if args.keep_first else "FLAT"
+        store = connect(running.uri, first, n)
         store.ensure_collection(DIM, "synthetic-clustered-unit-vectors")
         out["bm25"] = store.has_sparse
         print(f"  {kind} {n}: writing (BM25: {store.has_sparse})", flush=True)
-        out["write_s"] = round(write(store, data, templates), 1)
+        write_s, written, stopped = write(store, data, templates, args.write_cap_s, args.min_free_gib)
+        out["write_s"] = round(write_s, 1)
+        if stopped:  # measured at the size reached
+            out.update(chunks=written, target_chunks=n, write_stopped=stopped)
+            n, data = written, data[:written]
+            q, texts = queries(data, templates, args.queries)
+            truth = exact_top(data, q)
         out["rows_per_s"] = round(n / out["write_s"], 1)
         out["rss_written_mib"] = rss_mib(running.process)
         print(f"  {kind} {n}: wrote in {out['write_s']} s ({out['rows_per_s']} rows/s)", flush=True)
-        for index in args.indexes:
+        for position, index in enumerate(args.indexes):
             if dt.datetime.now(dt.UTC) > deadline:
                 out["indexes"].append({"index": index, "skipped": "deadline"})
                 continue
-            hybrid = store.has_sparse and (n < 1_000_000 or index == "AUTOINDEX")
-            out["indexes"].append(measure_index(store, running, index, n, q, texts, truth, args, cfg, hybrid))
+            hybrid = store.has_sparse and (n <= 100_000 or position == 0)
+            keep = args.keep_first and position == 0
+            row = measure_index(store, running, index, n, q, texts, truth, args, cfg, hybrid, keep)
+            out["indexes"].append(row)
         out["data_dir_mib"] = dir_mib(running.data_dir)
         store.close()
     return out
@@ -479,6 +509,13 @@ def main() -> None:
     parser.add_argument("--deadline", default="14:05", help="UTC HH:MM: no new phase starts after it")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument("--plot-only", action="store_true", help="redraw scale.png, print the table of --out")
+    parser.add_argument(
+        "--keep-first",
+        action="store_true",
+        help="create the collection with the first of --indexes and measure it as written (no rebuild)",
+    )
+    parser.add_argument("--write-cap-s", type=float, default=3600, help="stop writing a size after this")
+    parser.add_argument("--min-free-gib", type=float, default=4, help="stop writing below this much memory")
     parser.add_argument("--append", action="store_true", help="add this run's sizes to --out's runs")
     args = parser.parse_args()
     if args.plot_only:
