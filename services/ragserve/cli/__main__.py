@@ -1,0 +1,7 @@
+"""``python -m ragserve.cli``: the ``ragserve`` console script."""
+
+import sys
+
+from ragserve.cli.dispatch import main
+
+sys.exit(main())
