@@ -170,7 +170,7 @@ class Retriever:
         deployment and the CLI (its --tenant); None makes every search name its caller's (the router)."""
         self.embed_queries = embed_queries
         self.store = store
-        self.cfg = cfg or RetrievalConfig(mode="dense")
+        self.cfg = cfg or RetrievalConfig()  # the config model's defaults, as everywhere
         self.rerank = rerank  # None: no reranker deployed (reranker.enabled false)
         self.access = access
 

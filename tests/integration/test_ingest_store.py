@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragserve.config import AppConfig, load_config
+from ragserve.config import AppConfig, RetrievalConfig, load_config
 from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, TextDocument, make_plan
 from ragserve.limits import MAX_DOCUMENTS
 from ragserve.rag import Retriever, local_query_embedder
@@ -184,7 +184,8 @@ def test_search_finds_the_gold_page_and_filters_by_source(
     corpus_subset: Path, encoder, store, app_config
 ) -> None:
     Ingestor(encoder, store, app_config.ingest).run(corpus_subset)
-    retriever = Retriever(local_query_embedder(encoder), store)
+    # Dense: the [server] variant's Milvus 2.3 predates BM25 (its collections are dense-only).
+    retriever = Retriever(local_query_embedder(encoder), store, RetrievalConfig(mode="dense"))
     result = asyncio.run(retriever.search("What do the parameters for HNSW mean?", 5))
     assert "reference/index.md" in [h.source for h in result.hits]
     scores = [h.score for h in result.hits]

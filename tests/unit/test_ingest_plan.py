@@ -132,7 +132,7 @@ def test_breadcrumbs_reach_the_records_and_the_embedded_text() -> None:
     assert install.breadcrumb == "Guide > Install" and install.chunk.startswith("## Install")
     assert embed_text(install, with_title=True) == "Guide > Install\n" + install.chunk  # BM25 and the encoder
     assert embed_text(install, with_title=False) == install.chunk  # what users see stays the original text
-    recursive = IngestConfig()
+    recursive = IngestConfig(chunker="recursive")
     (only,) = prepare_text(Document(text, "Guide"), "g.md", recursive, make_splitter(recursive)).records()
     assert only.breadcrumb == "Guide"  # the walkthrough's splitter: the title is the whole breadcrumb
     assert document_hash(text, "Guide", structured) != document_hash(text, "Guide", recursive)
