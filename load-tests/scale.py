@@ -441,21 +441,21 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    series: dict[tuple[str, str, str], list[tuple[int, dict[str, Any], dict[str, Any]]]] = {}
+    # (store, mode, index) -> {chunks: row}; a later run of the same point replaces an earlier one
+    series: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
     for run in doc["runs"]:
         for row in run["indexes"]:
             for mode in ("dense", "hybrid"):
                 if mode in row:
-                    series.setdefault((run["store"], mode, row["index"]), []).append(
-                        (run["chunks"], row[mode], row)
-                    )
+                    series.setdefault((run["store"], mode, row["index"]), {})[run["chunks"]] = row[mode]
+    colours = {"FLAT": "tab:red", "IVF_FLAT": "tab:orange", "HNSW": "tab:blue", "AUTOINDEX": "tab:green"}
+    styles = {("lite", "dense"): "-", ("lite", "hybrid"): ":", ("server", "dense"): "--"}
     for (store, mode, index), points in sorted(series.items()):
-        points.sort(key=lambda p: p[0])
-        xs = [p[0] for p in points]
-        style = "-" if store == "lite" else "--"
+        xs = sorted(points)
+        kw = {"color": colours.get(index), "linestyle": styles[(store, mode)], "marker": "o"}
         label = f"{store} {mode} {index}"
-        axes[0].plot(xs, [p[1]["p50_ms"] for p in points], style, marker="o", label=label)
-        axes[1].plot(xs, [p[1]["req_s"] for p in points], style, marker="o", label=label)
+        axes[0].plot(xs, [points[x]["p50_ms"] for x in xs], label=label, **kw)
+        axes[1].plot(xs, [points[x]["req_s"] for x in xs], **kw)
     mem: dict[str, list[tuple[int, float]]] = {}
     for run in doc["runs"]:
         rss = [r.get(k, 0) for r in run["indexes"] for k in ("rss_mib", "rss_after_mib")]
@@ -475,7 +475,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("chunks")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=6)
+    axes[0].legend(fontsize=6, ncol=2)
     axes[2].legend(fontsize=8)
     fig.suptitle(f"ragserve search vs corpus size ({doc['machine']}; load {doc['loadavg_end'][0]:.1f})")
     fig.tight_layout()
@@ -496,18 +496,18 @@ def table(doc: dict[str, Any]) -> str:
         write_s = f"{run['write_s']:.0f} ({run['rows_per_s']:.0f})"
         for row in run["indexes"]:
             if "dense" not in row:
-                why = row.get("skipped") or row.get("error", "")
+                why = row.get("skipped") or row.get("error", "")[:90]
                 lines.append(
                     f"| {run['store']} | {run['chunks']:,} | {write_s} | {row['index']} | {why} |||||||"
                 )
                 continue
             d, h = row["dense"], row.get("hybrid")
             rss = max(row["rss_mib"], row["rss_after_mib"])
-            hybrid = f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f} | {h['req_s']:.1f}" if h else "- | -"
+            hybrid = f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f} | {h['req_s']:.3g}" if h else "- | -"
             lines.append(
                 f"| {run['store']} | {run['chunks']:,} | {write_s} | {row['index']} "
                 f"| {row['build_load_s']:.0f} | {rss:.0f} | {d['p50_ms']:.1f} / {d['p99_ms']:.0f} "
-                f"| {d['req_s']:.0f} | {d[f'recall@{TOP_K}']:.3f} | {hybrid} |"
+                f"| {d['req_s']:.3g} | {d[f'recall@{TOP_K}']:.3f} | {hybrid} |"
             )
     return "\n".join(lines)
 
