@@ -110,3 +110,29 @@ def test_rag_answer_end_to_end(generator: VLLMGenerator, loop, corpus_subset: Pa
     with pytest.raises(PromptTooLongError):
         loop.run_until_complete(pipeline.answer(RagRequest("zq9 " * 1900, cfg.generator.sampling)))
     store.close()
+
+
+def test_no_repeat_ngram_size_keeps_every_n_gram_of_the_answer_unique(generator: VLLMGenerator, loop) -> None:
+    """sampling.no_repeat_ngram_size reaches the engine's logits processor (generator/no_repeat.py): greedy
+    decoding of the random model repeats trigrams without it and never with it."""
+    from ragserve.generator.engine import sampling_params
+
+    ids = generator.get_tokenizer().encode("hello world", add_special_tokens=False)
+    greedy = generator.cfg.sampling.model_copy(update={"temperature": 0.0, "max_tokens": 96})
+
+    async def answer_ids(sampling, request_id: str) -> list[int]:
+        out: list[int] = []
+        prompt = {"prompt_token_ids": ids}
+        async for step in generator.engine.generate(prompt, sampling_params(sampling), request_id):
+            out += step.outputs[0].token_ids
+        return out
+
+    def trigrams(tokens: list[int]) -> list[tuple[int, ...]]:
+        return [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
+
+    free = loop.run_until_complete(answer_ids(greedy, "free"))
+    banned = loop.run_until_complete(
+        answer_ids(greedy.model_copy(update={"no_repeat_ngram_size": 3}), "no-repeat")
+    )
+    assert len(set(trigrams(free))) < len(trigrams(free)), "the control should repeat itself"
+    assert len(banned) == 96 and len(set(trigrams(banned))) == len(trigrams(banned))

@@ -157,7 +157,22 @@ class SamplingConfig(Section):
         le=2.0,
         description="vLLM's repetition penalty: logits of tokens already in the prompt or the answer are "
         "divided (positive) or multiplied (negative) by it; 1.0 = off. Small models decoding greedily loop "
-        "without it ('... is a 32-bit integer that is a 4-byte integer that is ...').",
+        "without it ('... is a 32-bit integer that is a 4-byte integer that is ...'), but it also penalises "
+        "copying the context's names and numbers: no_repeat_ngram_size stops loops without that.",
+    )
+    frequency_penalty: float = Field(
+        0.0,
+        ge=-2.0,
+        le=2.0,
+        description="vLLM's (OpenAI's) frequency penalty: subtracted from a token's logit once per time the "
+        "answer already holds it (the answer's tokens only); 0 = off.",
+    )
+    no_repeat_ngram_size: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="No n-gram of this many tokens twice in an answer (the answer's tokens only, not the "
+        "prompt's: generator/no_repeat.py); null = off.",
     )
 
 

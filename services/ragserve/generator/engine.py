@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragserve.config import SMOLLM2, TINY_LLAMA, GeneratorConfig, SamplingConfig
+from ragserve.generator.no_repeat import NGRAM_ARG as NO_REPEAT_ARG
+from ragserve.generator.no_repeat import PROCESSOR as NO_REPEAT_PROCESSOR
 from ragserve.observability.metrics import in_serve_replica
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,8 @@ def engine_kwargs(cfg: GeneratorConfig, model_path: str) -> dict[str, Any]:
         "enforce_eager": cfg.enforce_eager,
         "seed": cfg.seed,
         "disable_log_stats": False,
+        # Loaded in the engine core by name; a request turns it on (sampling.no_repeat_ngram_size).
+        "logits_processors": [NO_REPEAT_PROCESSOR],
     }
     if cfg.parallel_size > 1:
         # Workers go into the replica's placement group (see generator/deployment.py: placement()).
@@ -103,6 +107,8 @@ def sampling_params(sampling: SamplingConfig, seed: int | None = None):  # -> vl
         top_p=sampling.top_p,
         max_tokens=sampling.max_tokens,
         repetition_penalty=sampling.repetition_penalty,
+        frequency_penalty=sampling.frequency_penalty,
+        extra_args={NO_REPEAT_ARG: sampling.no_repeat_ngram_size} if sampling.no_repeat_ngram_size else None,
         seed=seed,
         output_kind=RequestOutputKind.DELTA,
     )
