@@ -83,23 +83,15 @@ def ray_cluster(otlp: OtlpReceiver):
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     import ray
 
-    from ragserve.environment import ray_node_env_applied
+    from ragserve.cli.local_ray import start_local_ray
 
-    for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; on a loaded 2-core box that can lapse
-        try:
-            with ray_node_env_applied():  # as `ragserve serve` and the chart's pods
-                ray.init(
-                    num_cpus=8,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                    _system_config={"metrics_report_interval_ms": 1000},
-                )
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    start_local_ray(  # as `ragserve serve` starts it: ray-node-env.yaml applied, retried on a loaded box
+        num_cpus=8,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
     yield ray
     from ray import serve
 
