@@ -53,7 +53,8 @@ deploy-tools: $(TOOLS_STAMP) ## helm v4 + kubectl (.tools/bin), validators, chec
 test-deploy: $(TOOLS_STAMP) ## offline Kubernetes checks: chart, schemas, serve contract, kustomize, checkov
 	$(PY) -m pytest -q tests/deploy
 
-deploy-render: $(STAMP) ## regenerate values.schema.json, dashboards, the chart README and kustomize files
+deploy-render: $(STAMP) ## regenerate app-defaults.yaml, values.schema.json, dashboards, the chart README and kustomize files
+	$(PY) deploy/scripts/gen_app_defaults.py
 	$(PY) deploy/scripts/gen_values_schema.py
 	$(PY) deploy/scripts/gen_dashboards.py
 	$(PY) deploy/scripts/gen_chart_readme.py
