@@ -21,6 +21,15 @@ CRDS = SHARED / "schemas" / "crds"  # KubeRay CRD schemas (the deploy tests)
 RESULTS = Path(__file__).resolve().parent / "results"  # every script's JSON, logs and profiles
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the tests' and the load tests' servers, proxies and scrapers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def machine() -> str:
     """``2 CPUs x86_64, 24 GiB, no GPU``: recorded next to every figure."""
     gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

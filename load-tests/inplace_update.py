@@ -53,7 +53,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,7 @@ from typing import Any
 
 import psutil
 import yaml
-from harness import RESULTS
+from harness import RESULTS, free_port
 
 BIN = Path(sys.executable).parent
 APP = "ragserve"
@@ -75,12 +74,6 @@ GENERATOR = "Generator"
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,18 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from harness import free_port
 
 from tests.deploy import promql
 from tests.integration.serving import AUTH, BASE, OFF_TOPIC, QUESTION, Served, post
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 NAMESPACE = "ragserve-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
