@@ -97,8 +97,10 @@ class RouterDeployment:
             generator, cfg.generator.model_id, cfg.router.first_token_timeout_s
         )
         rerank = RemoteReranker(reranker, cfg.reranker.timeout_s) if reranker is not None else None
+        # No default access: every search must carry its caller's (RagService sets it from the principal),
+        # so a request path that forgot it fails instead of reading the default tenant.
         pipeline = build_pipeline(
-            cfg, remote_embedder.embed_queries, self.store, remote_generator, tokenizer, rerank
+            cfg, remote_embedder.embed_queries, self.store, remote_generator, tokenizer, rerank, access=None
         )
         checks = {"embedder": self._check_embedder, "generator": self._check_generator}
         if reranker is not None:
