@@ -28,6 +28,9 @@ demo: $(STAMP) ## ingest the project's docs and answer a question about them (em
 	$(RAGSERVE) ingest docs --prune $(DEMO_COLLECTION)
 	$(RAGSERVE) query "How do I point ragserve at my own documents?" --top-k 3 $(DEMO_COLLECTION)
 
+ui-screenshot: $(STAMP) $(TOOLS_STAMP) ## docs/ui.png: the browser test against a Serve app answering with SmolLM2
+	RAGSERVE__GENERATOR__MODEL=bundled:smollm2-135m-instruct $(PY) -m pytest -q tests/integration/test_ui.py
+
 PY_SOURCES := services tests load-tests deploy/scripts
 
 test: $(STAMP) $(TOOLS_STAMP) ## what CI runs: lint, format check, mypy, then every test (unit, deploy, integration)

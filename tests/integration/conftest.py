@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.config import TINY_LLAMA, AppConfig, load_config
+from ragserve.config import AppConfig, load_config
 from tests.integration import serving
 from tests.integration.otlp_receiver import OtlpReceiver
 
@@ -140,8 +140,9 @@ def served(
                 }
             },
         },
-        # The random tiny Llama: these tests need the engine path, not language (tests/conftest.py)
-        "generator": {"model": TINY_LLAMA, "sampling": {"max_tokens": 64}, "deployment": one},
+        # The session's generator (tests/conftest.py): the random tiny Llama, as these tests need the engine
+        # path, not language; `make ui-screenshot` names SmolLM2 instead for the docs' screenshot.
+        "generator": {"model": serving.GENERATOR, **serving.SAMPLING, "deployment": one},
         # The generated random cross-encoder: the reranking code path on every query (its order is
         # arbitrary, so tests that check which page is found ask for `rerank: false`).
         "reranker": {"enabled": True, "timeout_s": serving.RERANKER_TIMEOUT_S, "deployment": one},

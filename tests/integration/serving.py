@@ -8,6 +8,7 @@ behind a TCP proxy, reached by URI as in a cluster, so the fault tests can cut t
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any
 
 import httpx
 
-from ragserve.config import AppConfig
+from ragserve.config import TINY_LLAMA, AppConfig
 
 APP = "ragserve"
+GENERATOR = os.environ["RAGSERVE__GENERATOR__MODEL"]  # the session's, chosen in tests/conftest.py
+# Short answers from the random tiny Llama keep the tests fast; a real model keeps its profile's sampling.
+SAMPLING = {"sampling": {"max_tokens": 64}} if GENERATOR == TINY_LLAMA else {}
 PORT = 8765
 BASE = f"http://127.0.0.1:{PORT}"
 API_KEY = "test-key-0123"

@@ -1,5 +1,7 @@
 """The web playground in a real browser: Debian's headless Chromium, driven by Selenium, against the session's
-Serve app (API keys required). One test walks what a person does, in order, and saves docs/ui.png.
+Serve app (API keys required). One test walks what a person does, in order, and takes a screenshot: into
+docs/ui.png when the session serves a real model (`make ui-screenshot`: SmolLM2-135M), else beside the test's
+temporary files (the tiny Llama's answers are noise, not something to show).
 
 Chromium needs the background-networking flags on a closed network: without them it waits on its own
 update, sync and component downloads and the page never loads. A fresh --user-data-dir per run keeps
@@ -16,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.serving import API_KEY, BASE, OFF_TOPIC, QUESTION
+from ragserve.config import TINY_LLAMA
+from tests.integration.serving import API_KEY, BASE, GENERATOR, OFF_TOPIC, QUESTION
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOT = Path(__file__).parents[2] / "docs" / "ui.png"
+DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "ui.png"
 ANSWER_TIMEOUT_S = 120
 FLAGS = (
     "--headless",
@@ -102,7 +105,7 @@ def sources(driver: Any) -> list[str]:
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#sources .source-path")]
 
 
-def test_playground_in_a_browser(served, browser: Any) -> None:
+def test_playground_in_a_browser(served, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -143,8 +146,8 @@ def test_playground_in_a_browser(served, browser: Any) -> None:
     assert sources(driver), "the follow-up's sources"
     retrieval = second.find_elements(By.CSS_SELECTOR, ".retrieval")
     assert not retrieval or "Retrieval query" in retrieval[0].text
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOT))  # the page with real answers, sources and timings
+    # The page with both answers, their sources and timings.
+    driver.save_screenshot(str(tmp_path / "ui.png" if GENERATOR == TINY_LLAMA else DOCS_SCREENSHOT))
 
     # 4. A question the documents cannot cover, in a new conversation: marked "not covered".
     driver.find_element(By.ID, "new-chat").click()
