@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ragserve.cli import remote
 from ragserve.cli.errors import EXIT_USAGE, CliError, run_reporting
 from ragserve.cli.parser import build_parser
+from ragserve.cli.remote import check_args, run_remote
 from ragserve.cli.wiring import prepare_environment
 from ragserve.observability.logging import Console
 
@@ -29,13 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "url"):
         try:
-            remote.check_args(args)
+            check_args(args)
         except CliError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.code
         if args.url is not None:  # no configuration, no log diversion: nothing here loads a library
             con = Console(sys.stdout, sys.stderr)
-            return run_reporting(args.command, lambda: remote.run(args, con), con)
+            return run_reporting(args.command, lambda: run_remote(args, con), con)
     from ragserve.config import ConfigError, load_config
 
     try:

@@ -87,7 +87,7 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
         raise CliError(f"{url}: the response is not JSON ({err})", EXIT_DEPENDENCY) from None
 
 
-def run(args: argparse.Namespace, con: Console) -> int:
+def run_remote(args: argparse.Namespace, con: Console) -> int:
     """``search`` / ``query`` / ``stats`` against ``args.url``."""
     if args.command == "search":
         body: dict[str, Any] = {"query": args.query, "top_k": args.top_k}
