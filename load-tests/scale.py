@@ -440,7 +440,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
     # (store, mode, index) -> {chunks: row}; a later run of the same point replaces an earlier one
     series: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
     for run in doc["runs"]:
@@ -456,14 +456,16 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         label = f"{store} {mode} {index}"
         axes[0].plot(xs, [points[x]["p50_ms"] for x in xs], label=label, **kw)
         axes[1].plot(xs, [points[x]["req_s"] for x in xs], **kw)
-    mem: dict[str, list[tuple[int, float]]] = {}
+    mem: dict[str, dict[int, float]] = {}
     for run in doc["runs"]:
+        if run.get("skipped"):
+            continue
         rss = [r.get(k, 0) for r in run["indexes"] for k in ("rss_mib", "rss_after_mib")]
         peak = max([*rss, run.get("rss_written_mib", 0)])
-        mem.setdefault(run["store"], []).append((run["chunks"], peak / 1024))
-    for store, sizes in sorted(mem.items()):
-        sizes.sort()
-        axes[2].plot([p[0] for p in sizes], [p[1] for p in sizes], marker="o", label=store)
+        mem.setdefault(run["store"], {})[run["chunks"]] = peak / 1024
+    for store, gib in sorted(mem.items()):
+        xs = sorted(gib)
+        axes[2].plot(xs, [gib[x] for x in xs], marker="o", label=store)
     titles = (
         "p50 latency, concurrency 1 (ms)",
         f"req/s, {doc['args']['clients']} clients",
@@ -475,10 +477,10 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("chunks")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=6, ncol=2)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=7)
     axes[2].legend(fontsize=8)
     fig.suptitle(f"ragserve search vs corpus size ({doc['machine']}; load {doc['loadavg_end'][0]:.1f})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
 
 
