@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ragserve import limits
 from ragserve.config import ConversationMethod
@@ -32,13 +32,16 @@ class Filter(_Strict):
         description="Only sources starting with this folder/URL prefix.",
     )
 
+    _store: StoreFilter = PrivateAttr()
+
     @model_validator(mode="after")
-    def _check_values(self) -> Filter:
-        self.to_store()  # the store's own checks (lengths, control characters), reported as 422
+    def _build(self) -> Filter:
+        """Built once, here: the store's own checks (lengths, control characters) are reported as 422."""
+        self._store = StoreFilter(tuple(self.sources or ()), self.source_prefix)
         return self
 
     def to_store(self) -> StoreFilter:
-        return StoreFilter(tuple(self.sources or ()), self.source_prefix)
+        return self._store
 
 
 def store_filter(f: Filter | None) -> StoreFilter | None:
