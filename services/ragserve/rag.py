@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from ragserve.conversation import (
 from ragserve.generator.citations import Citation, cite
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
-from ragserve.limits import MAX_QUESTION_CHARS, check_question, check_top_k
+from ragserve.limits import MAX_QUESTION_CHARS, MAX_TOP_K, check_question, check_top_k
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
 from ragserve.store.filters import DEFAULT_ACCESS, Access, Filter
@@ -62,14 +62,50 @@ def local_reranker(scorer: Any) -> Rerank:
     return rerank
 
 
+def resolve_top_k(requested: int | None, configured: int) -> int:
+    """The chunks a request retrieves: its own top_k, else the configured default (prompt.top_k). The one
+    place that default is applied: the HTTP service, the CLI and the pipeline all call this."""
+    return configured if requested is None else requested
+
+
+@dataclass(frozen=True)
+class Search:
+    """One retrieval as the Retriever runs it. Trusted: an entry point builds it with ``checked``, the
+    pipeline from a RagRequest that checked itself (its follow-up queries are bounded where they are made,
+    conversation.py)."""
+
+    query: str
+    top_k: int
+    where: Filter | None = None
+    rerank: bool | None = None  # None: rerank when a reranker is deployed
+    access: Access | None = None  # None: the Retriever's own
+
+    @classmethod
+    def checked(
+        cls,
+        query: str,
+        top_k: int,
+        where: Filter | None = None,
+        rerank: bool | None = None,
+        access: Access | None = None,
+        *,
+        max_top_k: int = MAX_TOP_K,
+    ) -> Search:
+        """A search from client input: top_k within ``max_top_k`` (router.max_top_k for HTTP), the query
+        stripped and bounded; ValueError naming the field otherwise."""
+        top_k = check_top_k(top_k, max_top_k)
+        return cls(check_question(query, "query"), top_k, where, rerank, access)
+
+
 @dataclass(frozen=True)
 class RagRequest:
-    """One question to answer, built once at the edge (an HTTP body, CLI flags) and handed down as is."""
+    """One question to answer, built once at the edge (an HTTP body, CLI flags, an eval item), checked
+    here when built (ValueError naming the field) and handed down as is: nothing below checks it again."""
 
-    question: str
+    question: str  # stored stripped
     sampling: SamplingConfig
-    top_k: int | None = None  # None: prompt.top_k
-    where: Filter | None = None
+    top_k: int | None = None  # None: the pipeline's configured one (resolve_top_k); entry points resolve it
+    where: Filter | None = None  # a store Filter checks itself when built
     history: Sequence[dict[str, str]] = ()  # earlier chat turns, oldest first
     request_id: str | None = None  # the engine's id (abort, logs)
     rerank: bool | None = None  # None: rerank when a reranker is deployed
@@ -80,6 +116,16 @@ class RagRequest:
     # Whose documents the answer may draw on (the caller's: router/auth.py Principal.access); every search
     # of the request, rewrites and fused ones included, is restricted to it. None: the Retriever's own.
     access: Access | None = None
+    max_top_k: InitVar[int] = MAX_TOP_K  # the caller's own bound on top_k, if lower (router.max_top_k)
+
+    def __post_init__(self, max_top_k: int) -> None:
+        if self.top_k is not None:  # top_k first: the order the HTTP API has always reported them in
+            check_top_k(self.top_k, max_top_k)
+        object.__setattr__(self, "question", check_question(self.question))
+
+    def search(self, query: str, top_k: int) -> Search:
+        """A search of this request's (its question, or a follow-up's query built from it)."""
+        return Search(query, top_k, self.where, self.rerank, self.access)
 
 
 @dataclass
@@ -189,13 +235,17 @@ class Retriever:
         *,
         access: Access | None = None,
     ) -> SearchResult:
-        """The chunks ``access`` (None: the Retriever's) may see that ``where`` selects, best first."""
-        scope = access or self.access
+        """``run`` on client input (the eval, scripts): the query and top_k checked first (Search.checked)."""
+        return await self.run(Search.checked(query, top_k, where, rerank, access))
+
+    async def run(self, search: Search) -> SearchResult:
+        """The chunks ``search.access`` (None: the Retriever's) may see that ``search.where`` selects, best
+        first. The search is trusted: checked where it was built."""
+        scope = search.access or self.access
         if scope is None:
             raise RuntimeError("a search must name whose documents it may see (Access)")
-        query = check_question(query, "query")
-        check_top_k(top_k)
-        reranking = self._reranks(rerank)
+        query, top_k = search.query, search.top_k
+        reranking = self._reranks(search.rerank)
         t0 = time.perf_counter()
         with stage("embed"):
             vector = await self.embed_queries([query])
@@ -203,7 +253,9 @@ class Retriever:
         t1 = time.perf_counter()
         with stage("milvus.search", mode=self.cfg.mode, limit=top_k) as span:
             # pymilvus is synchronous: keep the event loop free for other requests.
-            hits = await asyncio.to_thread(self._search, query, vector[0], top_k, where, reranking, scope)
+            hits = await asyncio.to_thread(
+                self._search, query, vector[0], top_k, search.where, reranking, scope
+            )
             span.set_attribute("hits", len(hits))
         timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
         if reranking:
@@ -286,11 +338,11 @@ class RagPipeline:
         self.not_covered_answer = not_covered_answer
 
     async def stream(self, req: RagRequest) -> AsyncIterator[Event]:
-        """Yield Retrieved, a Delta per generated piece, then Done; bad input raises before any event."""
+        """Yield Retrieved, a Delta per generated piece, then Done. ``req`` checked itself when built; a
+        question too long for the model's context raises (PromptTooLongError) before any event."""
         started = time.perf_counter()
-        question = check_question(req.question)
-        sampling = req.sampling
-        found, query = await self.retrieve(question, req)
+        question, sampling = req.question, req.sampling
+        found, query = await self.retrieve(req)
         t_prompt = time.perf_counter()
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
         with stage("prompt.build", contexts=len(found.hits)):
@@ -351,9 +403,10 @@ class RagPipeline:
         timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=_ms(started))
         yield Done({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, timings, "stop")
 
-    async def retrieve(self, question: str, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
+    async def retrieve(self, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
         """Search for the question, or for what a chat's follow-up means (conversation.py)."""
-        top_k = req.top_k or self.top_k
+        question = req.question
+        top_k = resolve_top_k(req.top_k, self.top_k)
         earlier = [t["content"] for t in req.turns]
         method = (req.conversation or self.retriever.cfg.conversation) if earlier else "last"
         if method != "rewrite":
@@ -381,7 +434,7 @@ class RagPipeline:
         return await self._fused(question, earlier, top_k, req)
 
     async def _search(self, text: str, top_k: int, req: RagRequest) -> SearchResult:
-        return await self.retriever.search(text, top_k, req.where, req.rerank, access=req.access)
+        return await self.retriever.run(req.search(text, top_k))
 
     async def _fused(
         self, question: str, earlier: list[str], top_k: int, req: RagRequest

@@ -58,7 +58,7 @@ def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
     class Retriever:
         cfg = RetrievalConfig()
 
-        async def search(self, text: str, top_k: int, *args: Any, **kwargs: Any) -> SearchResult:
+        async def run(self, search: Any) -> SearchResult:
             return SearchResult(hits, {"embed_ms": 1.0, "search_ms": 1.0}, 0.9)
 
         def covers(self, found: SearchResult) -> bool:

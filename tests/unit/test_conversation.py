@@ -12,7 +12,7 @@ from ragserve.config import RetrievalConfig, SamplingConfig
 from ragserve.conversation import appended, clean_rewrite, fuse
 from ragserve.generator.engine import GenerationDelta, GeneratorError
 from ragserve.limits import MAX_QUESTION_CHARS
-from ragserve.rag import RagPipeline, RagRequest, SearchResult
+from ragserve.rag import RagPipeline, RagRequest, Search, SearchResult
 from ragserve.store.filters import Access
 from ragserve.store.milvus import Hit
 
@@ -34,14 +34,12 @@ class Recording:
         self.cfg, self.rankings, self.searched = cfg, rankings or {}, []
         self.accesses: list[Any] = []
 
-    async def search(
-        self, text: str, top_k: int, where: Any = None, rerank: Any = None, *, access: Any = None
-    ) -> SearchResult:
-        self.searched.append(text)
-        self.accesses.append(access)
-        hits = self.rankings.get(text, [hit("x")])
+    async def run(self, search: Search) -> SearchResult:
+        self.searched.append(search.query)
+        self.accesses.append(search.access)
+        hits = self.rankings.get(search.query, [hit("x")])
         return SearchResult(
-            hits[:top_k], {"embed_ms": 1.0, "search_ms": 2.0}, max(h.similarity for h in hits)
+            hits[: search.top_k], {"embed_ms": 1.0, "search_ms": 2.0}, max(h.similarity for h in hits)
         )
 
 
@@ -81,7 +79,7 @@ def retrieve(method: str, generator: Scripted, turns: Any = TURNS, **cfg: Any) -
     retriever = Recording(RetrievalConfig(conversation=method, **cfg))
     pipeline = RagPipeline(retriever, generator, Ids(), 5, "not covered")  # type: ignore[arg-type]
     req = RagRequest(FOLLOW_UP, SamplingConfig(), turns=turns, request_id="r", access=ACCESS)
-    found, query = asyncio.run(pipeline.retrieve(FOLLOW_UP, req))
+    found, query = asyncio.run(pipeline.retrieve(req))
     return found, query, retriever
 
 

@@ -150,7 +150,7 @@ def test_a_stream_that_stalls_mid_answer_ends_with_a_generator_error() -> None:
 class CoveringRetriever:
     """Retrieval that always says the question is covered (the pipeline's other side, not under test)."""
 
-    async def search(self, *_: Any, **__: Any) -> Any:
+    async def run(self, _: Any) -> Any:
         from ragserve.rag import SearchResult
 
         return SearchResult([], {"embed_ms": 1.0, "search_ms": 1.0}, best_similarity=0.9)

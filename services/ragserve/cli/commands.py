@@ -121,14 +121,16 @@ def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
 
 
 def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.rag import Retriever, hit_dict
+    from ragserve.rag import Retriever, Search, hit_dict, resolve_top_k
     from ragserve.store.filters import Filter
 
-    where = Filter.of_sources(args.source) if args.source else None
     access = access_of(args)
+    where = Filter.of_sources(args.source) if args.source else None
+    top_k = resolve_top_k(args.top_k, cfg.prompt.top_k)
+    search = Search.checked(args.query, top_k, where, access=access)  # bad input fails before any model loads
     embed_queries, store = open_search(cfg, query_encoder_config(cfg))
     retriever = Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg), access)
-    result = asyncio.run(retriever.search(args.query, args.top_k or cfg.prompt.top_k, where))
+    result = asyncio.run(retriever.run(search))
     hits = [hit_dict(h) for h in result.hits]
     if args.json:
         print_json(con, {"hits": hits, "timings": result.timings})
@@ -139,25 +141,22 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
 def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.generator.prompt import PromptTooLongError
-    from ragserve.limits import check_question
-    from ragserve.rag import RagRequest, build_pipeline, hit_dict
+    from ragserve.rag import RagRequest, build_pipeline, hit_dict, resolve_top_k
 
-    try:
-        check_question(args.question)  # fail before the slow engine start
-    except ValueError as err:
-        raise CliError(str(err)) from None
     access = access_of(args)
-    embed_queries, store = open_search(cfg)
     sampling = cfg.generator.sampling
     if args.max_tokens:
         sampling = sampling.model_copy(update={"max_tokens": args.max_tokens})
+    top_k = resolve_top_k(args.top_k, cfg.prompt.top_k)
+    # Checked here, before the slow engine start (ValueError naming the field: exit 2).
+    request = RagRequest(args.question, sampling, top_k, access=access)
+    embed_queries, store = open_search(cfg)
     generator = start_generator(cfg)
     try:
         pipeline = build_pipeline(
             cfg, embed_queries, store, generator, generator.get_tokenizer(), open_reranker(cfg)
         )
         try:
-            request = RagRequest(args.question, sampling, args.top_k, access=access)
             answer = asyncio.run(pipeline.answer(request))
         except PromptTooLongError as err:
             raise CliError(f"question: {err}") from None

@@ -124,7 +124,7 @@ def _eval_conversations(
                     turns=item.turns,
                     conversation=cast(Any, method),
                 )
-                found, _ = await pipeline.retrieve(item.question, req)
+                found, _ = await pipeline.retrieve(req)
                 return found
 
             reports[method] = asyncio.run(evaluate(pipeline.retriever, items, args.k, search)).as_dict()

@@ -16,7 +16,6 @@ from typing import Any
 
 from ragserve.config import AppConfig, SamplingConfig
 from ragserve.ingest.pipeline import Ingestor, IngestReport, TextDocument
-from ragserve.limits import check_top_k
 from ragserve.rag import (
     Delta,
     Done,
@@ -24,9 +23,11 @@ from ragserve.rag import (
     RagPipeline,
     RagRequest,
     Retrieved,
+    Search,
     SearchResult,
     collect,
     hit_dict,
+    resolve_top_k,
 )
 from ragserve.router.auth import ANONYMOUS, Principal
 from ragserve.router.models import (
@@ -95,7 +96,8 @@ class RagService:
 
     # ---- helpers --------------------------------------------------------------------------------------
     def _top_k(self, requested: int | None) -> int:
-        return check_top_k(requested or self.cfg.prompt.top_k, self.cfg.router.max_top_k)
+        """The request's top_k, or prompt.top_k; checked against router.max_top_k by the request built."""
+        return resolve_top_k(requested, self.cfg.prompt.top_k)
 
     def _sampling(
         self, temperature: float | None, top_p: float | None, max_tokens: int | None
@@ -118,10 +120,15 @@ class RagService:
 
     # ---- retrieval ------------------------------------------------------------------------------------
     async def search(self, req: SearchRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
-        where = store_filter(req.filter)
-        result: SearchResult = await self.retriever.search(
-            req.query, self._top_k(req.top_k), where, req.rerank, access=principal.access
+        search = Search.checked(
+            req.query,
+            self._top_k(req.top_k),
+            store_filter(req.filter),
+            req.rerank,
+            principal.access,
+            max_top_k=self.cfg.router.max_top_k,
         )
+        result: SearchResult = await self.retriever.run(search)
         return {"hits": [hit_dict(h) for h in result.hits], "timings": result.timings}
 
     # ---- RAG query ------------------------------------------------------------------------------------
@@ -135,6 +142,7 @@ class RagService:
             request_id=uuid.uuid4().hex,
             rerank=req.rerank,
             access=access,
+            max_top_k=self.cfg.router.max_top_k,
         )
 
     async def _start_request(
@@ -218,6 +226,7 @@ class RagService:
             turns,
             req.conversation,
             access,
+            self.cfg.router.max_top_k,
         )
 
     async def chat(self, req: ChatRequest, principal: Principal = ANONYMOUS) -> dict[str, Any]:
