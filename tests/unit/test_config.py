@@ -25,7 +25,8 @@ def test_local_profile_defaults(tmp_path: Path) -> None:
     assert cfg.store.is_lite
     assert cfg.ingest.chunk_size == 512 and cfg.ingest.chunk_overlap == 51  # walkthrough: 10% overlap
     s = cfg.generator.sampling
-    assert (s.temperature, s.repetition_penalty, s.frequency_penalty, s.no_repeat_ngram_size) == (0.0, 1.0, 0.5, 4)
+    penalties = (s.repetition_penalty, s.frequency_penalty, s.no_repeat_ngram_size)
+    assert s.temperature == 0.0 and penalties == (1.0, 0.5, 4)
 
 
 def test_production_profile_needs_a_milvus_uri(tmp_path: Path) -> None:
