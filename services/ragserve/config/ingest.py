@@ -41,8 +41,8 @@ class IngestConfig(Section):
     chunker: Literal["recursive", "structured"] = Field(
         "structured",
         description="recursive: the walkthrough's character splitter; structured: sections and paragraphs, "
-        "fenced code kept whole, each chunk with its heading breadcrumb (Title > Section > Subsection): better "
-        "hit rate, recall and nDCG than recursive on both question sets (load-tests/RESULTS.md).",
+        "fenced code kept whole, each chunk with its heading breadcrumb (Title > Section > Subsection): "
+        "better hit rate, recall and nDCG than recursive on both question sets (load-tests/RESULTS.md).",
     )
     chunk_overlap: int | None = Field(
         None, ge=0, description="Characters shared by neighbouring chunks (default: 10% of chunk_size)."
