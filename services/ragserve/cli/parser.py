@@ -22,7 +22,8 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML config (default: the local profile)")
-    common.add_argument("--profile", choices=["local", "production"], help="defaults to start from")
+    # Checked where profiles are known (ragserve.config: unknown profile -> exit 2 naming them), not here.
+    common.add_argument("--profile", help="defaults to start from: a profile of services/ragserve/profiles/")
     common.add_argument("--collection", help="override store.collection (e.g. one collection per corpus)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress and engine output")
     tenancy = argparse.ArgumentParser(add_help=False)
