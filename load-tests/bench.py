@@ -81,7 +81,9 @@ def encode_sweep(model: Any, texts: list[str], batch_sizes: list[int], rounds: i
 # ---- (d) ingestion --------------------------------------------------------------------------------------
 def ingestion(cfg: Any, corpus: Path, batch_sizes: list[int]) -> dict[str, Any]:
     from ragserve.embedder.encoder import Encoder
-    from ragserve.ingest.pipeline import Ingestor, discover, embed_text, prepare, source_for
+    from ragserve.ingest.pipeline import Ingestor
+    from ragserve.ingest.prepare import embed_text, prepare
+    from ragserve.ingest.sources import discover, source_for
     from ragserve.store.milvus import MilvusStore
 
     store = MilvusStore(cfg.store)

@@ -54,7 +54,8 @@ def encoders(home: Path, backends: list[str]) -> dict[str, Any]:
 
 def chunk_texts(cfg: Any, corpus: Path) -> tuple[list[Any], list[str]]:
     """The corpus's chunks as ingestion embeds them (title line included when ingest.embed_title)."""
-    from ragserve.ingest.pipeline import discover, embed_text, make_splitter, prepare, source_for
+    from ragserve.ingest.prepare import embed_text, make_splitter, prepare
+    from ragserve.ingest.sources import discover, source_for
 
     splitter = make_splitter(cfg.ingest)
     records = [

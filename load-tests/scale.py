@@ -47,9 +47,11 @@ from harness import CORPUS, REPO, RESULTS, machine
 from pymilvus import MilvusException
 
 from ragserve.config import TINY_LLAMA, AppConfig, load_config
-from ragserve.ingest.pipeline import discover, make_splitter, prepare
+from ragserve.ingest.prepare import make_splitter, prepare
+from ragserve.ingest.sources import discover
 from ragserve.store.filters import DEFAULT_ACCESS
-from ragserve.store.milvus import VECTOR_FIELD, ChunkRecord, MilvusStore
+from ragserve.store.milvus import ChunkRecord, MilvusStore
+from ragserve.store.schema import VECTOR_FIELD
 
 DIM = 384  # all-MiniLM-L6-v2's
 TOPICS, SUBTOPICS, SUB_WEIGHT, NOISE = 256, 16, 0.6, 0.7  # see vectors()

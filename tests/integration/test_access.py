@@ -23,14 +23,16 @@ from hypothesis import strategies as st
 from pymilvus import DataType, Function, FunctionType
 
 from ragserve.config import AppConfig, SamplingConfig, load_config
-from ragserve.ingest.pipeline import Ingestor, TextDocument
+from ragserve.ingest.pipeline import Ingestor
+from ragserve.ingest.prepare import TextDocument
 from ragserve.rag import RagPipeline, RagRequest, Retrieved, Retriever, local_query_embedder
 from ragserve.router.auth import Principal
 from ragserve.router.models import SearchRequest
 from ragserve.router.service import ApiError, RagService
 from ragserve.store import milvus
 from ragserve.store.filters import Access, Filter
-from ragserve.store.milvus import MilvusStore, SchemaMismatchError
+from ragserve.store.milvus import MilvusStore
+from ragserve.store.schema import SchemaMismatchError
 
 DIM = 32
 TENANTS = ("default", "acme", "globex")

@@ -20,7 +20,9 @@ import pytest
 
 from ragserve.config import AppConfig, load_config
 from ragserve.ingest.distributed import ingest_on_ray
-from ragserve.ingest.pipeline import IngestError, Ingestor, IngestReport
+from ragserve.ingest.pipeline import Ingestor
+from ragserve.ingest.plan import IngestReport
+from ragserve.ingest.sources import IngestError
 from ragserve.store.filters import DEFAULT_ACCESS
 from ragserve.store.milvus import MilvusStore
 from tests.conftest import copy_subset
@@ -56,7 +58,7 @@ def rows(cfg: AppConfig) -> dict[str, dict[str, Any]]:
 def rows_when_released(cfg: AppConfig) -> dict[str, dict[str, Any]]:
     """rows() once the killed run's processes are gone: Ray stops its actor (the Lite file's owner) a few
     seconds after the driver died, and until then the file is locked."""
-    from ragserve.store.milvus import lite_locked
+    from ragserve.store.connection import lite_locked
 
     path = Path(str(cfg.store.uri))
     for _ in range(120):

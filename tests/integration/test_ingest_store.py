@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 
 from ragserve.config import AppConfig, RetrievalConfig, load_config
-from ragserve.ingest.pipeline import IngestError, Ingestor, PreparedFile, TextDocument, make_plan
+from ragserve.ingest.pipeline import Ingestor
+from ragserve.ingest.plan import make_plan
+from ragserve.ingest.prepare import PreparedFile, TextDocument
+from ragserve.ingest.sources import IngestError
 from ragserve.limits import MAX_DOCUMENTS
 from ragserve.rag import Retriever, local_query_embedder
 from ragserve.store.filters import DEFAULT_ACCESS, Filter
-from ragserve.store.milvus import MilvusStore, SchemaMismatchError
+from ragserve.store.milvus import MilvusStore
+from ragserve.store.schema import SchemaMismatchError
 
 
 @pytest.fixture(params=["lite", "server"])
@@ -93,7 +97,8 @@ def test_interrupted_update_is_finished_by_the_next_run(
 
 
 def _prepare_all(ingestor: Ingestor, root: Path) -> list[PreparedFile]:
-    from ragserve.ingest.pipeline import discover, prepare, source_for
+    from ragserve.ingest.prepare import prepare
+    from ragserve.ingest.sources import discover, source_for
 
     paths = discover(root, ingestor.cfg).files
     return [prepare(p, source_for(p, root, None), ingestor.cfg, ingestor.splitter) for p in paths]
@@ -246,8 +251,9 @@ def test_source_filter_helpers_on_real_milvus(store, encoder, app_config) -> Non
 def test_store_follows_a_restarted_lite_owner_to_its_new_port(tmp_path: Path, encoder) -> None:
     """A rollout replaces the Milvus Lite owner, which comes back on a new port. With ``locate`` (the
     router asks the owner's handle) a call that fails on the old port reconnects and is retried there."""
+    from ragserve.store.connection import StoreError
     from ragserve.store.lite_server import LiteServer
-    from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError
+    from ragserve.store.milvus import ChunkRecord, MilvusStore
 
     db = str(tmp_path / "milvus.db")
     first = LiteServer(db)
@@ -292,7 +298,8 @@ def test_two_writers_creating_the_same_collection_both_succeed(tmp_path: Path) -
     """Distributed ingestion's writers create a new collection from their first vectors; one that loses the
     race (its create finds the collection made in between) checks it and carries on."""
     from ragserve.store.lite_server import LiteServer
-    from ragserve.store.milvus import MilvusStore, SchemaMismatchError
+    from ragserve.store.milvus import MilvusStore
+    from ragserve.store.schema import SchemaMismatchError
 
     server = LiteServer(str(tmp_path / "milvus.db"))
     cfg = load_config(overrides={"store": {"uri": server.uri}}, env={"RAGSERVE_HOME": str(tmp_path)})

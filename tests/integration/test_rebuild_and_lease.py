@@ -73,7 +73,7 @@ class SearchLoad:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, args=(i,)) for i in range(threads)]
         # Reads that met the name mid-switch and were retried by the store (MilvusStore._read).
-        self._log, self._retries = logging.getLogger("ragserve.store.milvus"), RetryCounter()
+        self._log, self._retries = logging.getLogger("ragserve.store.connection"), RetryCounter()
 
     def _loop(self, i: int) -> None:
         while not self._stop.is_set():

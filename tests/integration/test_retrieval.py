@@ -15,7 +15,8 @@ from ragserve.config import load_config
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.rag import Retriever, local_query_embedder
 from ragserve.store.filters import DEFAULT_ACCESS, Filter
-from ragserve.store.milvus import EMBEDDER_PROPERTY, MilvusStore, SchemaMismatchError
+from ragserve.store.milvus import MilvusStore
+from ragserve.store.schema import EMBEDDER_PROPERTY, SchemaMismatchError
 from tests.integration.test_cli import ragserve
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from ragserve.cli import CliError, access_of, build_parser, groups_of
 from ragserve.config import IngestConfig, load_config
-from ragserve.ingest.pipeline import chunk_id, document_hash
+from ragserve.ingest.prepare import chunk_id, document_hash
 from ragserve.router.api import create_api
 from ragserve.router.auth import ANONYMOUS, Principal, digest, load_keys_file
 from ragserve.router.guard import GuardSettings
@@ -101,7 +101,7 @@ class Ingestor:
         self.calls: list[tuple[list[Any], Access]] = []
 
     def ingest_texts(self, docs: Any, access: Access) -> Any:
-        from ragserve.ingest.pipeline import IngestReport
+        from ragserve.ingest.plan import IngestReport
 
         self.calls.append((list(docs), access))
         return IngestReport(files=len(docs))

@@ -49,7 +49,7 @@ class Broken(ModelsOnly):
     INTERNAL = "Milvus hybrid_search on 'ragserve_chunks' failed: connect to 10.0.0.7:19530 refused"
 
     async def search(self, body: Any, principal: Any) -> Any:
-        from ragserve.store.milvus import StoreError
+        from ragserve.store.connection import StoreError
 
         raise StoreError(self.INTERNAL)
 

@@ -50,7 +50,7 @@ def test_a_store_error_is_a_dependency_failure(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Found by class without importing the store module first (``--url`` never imports pymilvus)."""
-    from ragserve.store.milvus import StoreError
+    from ragserve.store.connection import StoreError
 
     def milvus_down(*_: Any) -> int:
         raise StoreError("cannot open /x/milvus.db: locked")

@@ -23,7 +23,7 @@ class HeldIngestor:
         self.started, self.release = threading.Event(), threading.Event()
 
     def ingest_texts(self, docs: Any, access: Any) -> Any:
-        from ragserve.ingest.pipeline import IngestReport
+        from ragserve.ingest.plan import IngestReport
 
         self.started.set()
         self.release.wait(10)

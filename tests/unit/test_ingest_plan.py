@@ -4,15 +4,9 @@ import pytest
 
 from ragserve.config import IngestConfig
 from ragserve.ingest.chunker import Chunk
-from ragserve.ingest.pipeline import (
-    IngestError,
-    PreparedFile,
-    chunk_id,
-    discover,
-    document_hash,
-    make_plan,
-    source_for,
-)
+from ragserve.ingest.plan import make_plan
+from ragserve.ingest.prepare import PreparedFile, chunk_id, document_hash
+from ragserve.ingest.sources import IngestError, discover, source_for
 
 
 def prepared(source: str, doc_hash: str, n: int) -> PreparedFile:
@@ -114,7 +108,7 @@ def test_discover_refuses_links_that_leave_the_root(tmp_path: Path) -> None:
 
 
 def test_origin_is_the_base_url_or_the_resolved_root(tmp_path: Path) -> None:
-    from ragserve.ingest.pipeline import origin_of
+    from ragserve.ingest.sources import origin_of
 
     assert origin_of(tmp_path / "a" / ".." / "docs", None) == str(tmp_path / "docs")
     assert origin_of(tmp_path, "https://docs.example.com/v2") == "https://docs.example.com/v2/"
@@ -123,7 +117,7 @@ def test_origin_is_the_base_url_or_the_resolved_root(tmp_path: Path) -> None:
 
 def test_breadcrumbs_reach_the_records_and_the_embedded_text() -> None:
     from ragserve.ingest.loaders import Document
-    from ragserve.ingest.pipeline import embed_text, make_splitter, prepare_text
+    from ragserve.ingest.prepare import embed_text, make_splitter, prepare_text
 
     text = "# Guide\n\nIntro.\n\n## Install\n\nRun pip install pymilvus.\n"
     structured = IngestConfig(chunker="structured")

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from ragserve.config import IngestConfig
 from ragserve.ingest.loaders import Document, LoaderError
-from ragserve.ingest.pipeline import make_splitter, prepare_text
+from ragserve.ingest.prepare import make_splitter, prepare_text
 from ragserve.limits import MAX_SOURCE_BYTES, MAX_SOURCE_CHARS
 from ragserve.router.models import DocumentsRequest
 from ragserve.store.filters import Filter

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from ragserve.config import IngestConfig
 from ragserve.ingest.loaders import Document, LoaderError, parse_document
-from ragserve.ingest.pipeline import make_splitter, prepare
+from ragserve.ingest.prepare import make_splitter, prepare
 from tests.unit.test_loaders import minimal_pdf, pdf_from_objects, pdf_stream
 
 HANG_S = 60.0

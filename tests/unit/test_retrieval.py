@@ -85,6 +85,6 @@ def test_a_reranker_returning_the_wrong_number_of_scores_is_an_error() -> None:
     ],
 )
 def test_bm25_is_expected_from_milvus_2_5_and_lite(version: str, bm25: bool) -> None:
-    from ragserve.store.milvus import server_has_bm25
+    from ragserve.store.schema import server_has_bm25
 
     assert server_has_bm25(version) is bm25

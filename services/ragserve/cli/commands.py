@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 
 def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.ingest.pipeline import IngestError, Ingestor, is_object_store, shown
+    from ragserve.ingest.pipeline import Ingestor
+    from ragserve.ingest.sources import IngestError, is_object_store, shown
     from ragserve.store.lease import LeaseBusyError, LeaseLostError
-    from ragserve.store.milvus import SchemaMismatchError
+    from ragserve.store.schema import SchemaMismatchError
 
     progress = None
     bar: Any = None
@@ -98,9 +99,9 @@ def cmd_ingest(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
     """``--ray [ADDRESS]``: the same plan on Ray Data; progress is Ray Data's own (on a terminal)."""
     from ragserve.ingest.distributed import ingest_on_ray
-    from ragserve.ingest.pipeline import IngestError
+    from ragserve.ingest.sources import IngestError
     from ragserve.store.lease import LeaseBusyError, LeaseLostError
-    from ragserve.store.milvus import SchemaMismatchError
+    from ragserve.store.schema import SchemaMismatchError
 
     try:
         return ingest_on_ray(
@@ -180,7 +181,7 @@ def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_stats(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.store.milvus import SchemaMismatchError
+    from ragserve.store.schema import SchemaMismatchError
 
     access = access_of(args)
     store = open_store(cfg)

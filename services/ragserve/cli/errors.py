@@ -34,7 +34,7 @@ class ModelLoadError(RuntimeError):
 
 def _is_store_error(err: BaseException) -> bool:
     # Looked up, not imported: a command that never opened Milvus (``--url``) must not import pymilvus.
-    milvus = sys.modules.get("ragserve.store.milvus")
+    milvus = sys.modules.get("ragserve.store.connection")
     return milvus is not None and isinstance(err, milvus.StoreError)
 
 

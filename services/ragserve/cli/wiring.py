@@ -85,7 +85,7 @@ class DeferredEncoder:
 def open_search(cfg: AppConfig, embedder: EmbedderConfig | None = None):  # -> (query embedder, MilvusStore)
     """The embedder and the store of an existing collection, checked against each other."""
     from ragserve.rag import local_query_embedder
-    from ragserve.store.milvus import StoreError
+    from ragserve.store.connection import StoreError
 
     store = open_store(cfg)
     if not store.has_collection():

@@ -1,14 +1,15 @@
-"""Ingestion on Ray Data: the local plan of pipeline.py with its stages run on a Ray cluster.
+"""Ingestion on Ray Data: the local run's plan (ingest/plan.py) with its stages run on a Ray cluster.
 
     discover (driver) -> read + parse + chunk (Ray Data tasks, materialized) -> plan (driver: one
     document_index, unchanged files skipped) -> embed (actor pool, model loaded once per actor; it drops
     the chunks of files the plan skips) -> upsert (writer actors; the first creates a new collection from
     the real vectors) -> delete stale (driver, per file, once all its new chunks are written)
 
-Chunk ids, hashing, planning, the crash-safety rule and the report are pipeline.py's own functions, so a
-``--ray`` run and a local run write the same collection. The driver learns which chunks are written from the
-writers' output (source, chunk_index), so a file's old version is deleted only after its last new chunk
-came back; a crash in between leaves both versions, which the next run finishes, as locally.
+Chunk ids, hashing, planning, the crash-safety rule and the report are the local run's own functions
+(ingest/prepare.py, ingest/plan.py), so a ``--ray`` run and a local run write the same collection. The
+driver learns which chunks are written from the writers' output (source, chunk_index), so a file's old
+version is deleted only after its last new chunk came back; a crash in between leaves both versions,
+which the next run finishes, as locally.
 
 Milvus Lite: only one process may open the file, so with a Lite URI one actor on the driver's node owns it
 and serves it over gRPC for the length of the job; the driver and the writers connect to its
@@ -28,37 +29,28 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ragserve import environment
 from ragserve.config import AppConfig, EmbedderConfig, IngestConfig, IngestRayConfig, StoreConfig
 from ragserve.ingest.loaders import LoaderError
-from ragserve.ingest.pipeline import (
-    Discovered,
-    IngestError,
+from ragserve.ingest.plan import (
     IngestPlan,
     IngestReport,
     Progress,
-    discover,
-    embed_text,
     finish_file,
-    is_object_store,
     make_plan,
-    make_splitter,
-    origin_of,
-    prepare,
+    open_run,
     prune_gone,
-    select_files,
-    shown,
-    source_for,
-    source_of,
-    start_report,
     target_collection,
 )
+from ragserve.ingest.prepare import embed_text, make_splitter, prepare
+from ragserve.ingest.rows import CHUNK_SCHEMA, append_row, chunks_of, file_rows, records_of
+from ragserve.ingest.sources import IngestError, is_object_store
 from ragserve.observability import metrics
+from ragserve.store.connection import StoreError, lite_locked
 from ragserve.store.filters import DEFAULT_TENANT, Access, check_groups, check_tenant
 from ragserve.store.lease import Lease
-from ragserve.store.milvus import ChunkRecord, MilvusStore, StoreError, lite_locked
+from ragserve.store.milvus import ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
 LOCAL_START_ATTEMPTS = 3  # a new local Ray (no ADDRESS) is started again this often if it times out
@@ -66,22 +58,6 @@ LOCAL_START_ATTEMPTS = 3  # a new local Ray (no ADDRESS) is started again this o
 # actor takes whole blocks (bundled up to embed_batch_size chunks), so blocks must be small next to the job:
 # with 4 per worker an actor sat idle at the end while the other still had a quarter of the corpus to go.
 BLOCKS_PER_WORKER = 32
-
-# One row per chunk; a file that failed to load is one row with chunk_index -1 and its reason in `error`.
-CHUNK_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source", pa.string()),
-        ("title", pa.string()),
-        ("chunk", pa.string()),
-        ("chunk_index", pa.int32()),
-        ("doc_hash", pa.string()),
-        ("breadcrumb", pa.string()),
-        ("origin", pa.string()),
-        ("n_chunks", pa.int32()),
-        ("error", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -115,8 +91,8 @@ def parse_files(
     tenant: str = DEFAULT_TENANT,
     groups: tuple[str, ...] = (),
 ) -> pa.Table:
-    """Read, clean and chunk files with pipeline.prepare; a LoaderError becomes an error row. ``uri``: the
-    object store root the paths are in (None: local paths); ``origin``: the run's (pipeline.origin_of);
+    """Read, clean and chunk files with prepare.prepare; a LoaderError becomes an error row. ``uri``: the
+    object store root the paths are in (None: local paths); ``origin``: the run's (sources.origin_of);
     ``tenant`` and ``groups``: the run's, part of each chunk's id and hash."""
     splitter = make_splitter(cfg)
     filesystem = _filesystem(uri) if uri else None
@@ -141,10 +117,10 @@ def parse_files(
                 ).records()
         except LoaderError as err:
             failed = ChunkRecord("", str(source), "", "", -1, "")
-            _append(rows, failed, n_chunks=0, error=str(err))
+            append_row(rows, failed, n_chunks=0, error=str(err))
             continue
         for r in records:
-            _append(rows, r, n_chunks=len(records), error="")
+            append_row(rows, r, n_chunks=len(records), error="")
     return pa.Table.from_pydict(rows, schema=CHUNK_SCHEMA)
 
 
@@ -160,104 +136,6 @@ def _read_object(filesystem: Any, path: str) -> bytes:
             return bytes(f.readall())
     except OSError as err:
         raise LoaderError(f"cannot read object: {err}") from None
-
-
-def discover_files(root: str, cfg: IngestConfig, base_url: str | None) -> Discovered[tuple[str, str]]:
-    """(where to read it, source) of each file to ingest under ``root``, in order, with those skipped and
-    refused (pipeline.discover's rules). A URI is listed through pyarrow.fs: credentials and endpoint come
-    from the usual variables (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...) or the URI's query
-    (?endpoint_override=)."""
-    if not is_object_store(root):
-        local = Path(root).expanduser().resolve()
-        paths = discover(local, cfg)
-        named = [(str(p), source_for(p, local, base_url)) for p in paths.files]
-        refused = [((str(p), source_for(p, local, base_url)), why) for p, why in paths.refused]
-        return Discovered(named, paths.skipped, refused)
-    from pyarrow import fs as pafs
-
-    try:  # a bad URI is ValueError (ArrowInvalid), an unreachable or refusing store OSError
-        filesystem, base = pafs.FileSystem.from_uri(root)
-        base = base.rstrip("/")
-        if not base:
-            raise IngestError(f"{shown(root)}: name a bucket (and a prefix), e.g. s3://bucket/docs")
-        top = filesystem.get_file_info(base)
-        if top.type == pafs.FileType.File:  # one object: named by its own name, as a single local file is
-            candidates = [((top.path, top.base_name), (), top.base_name, top.size)]
-        elif top.type == pafs.FileType.Directory:
-            infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-            files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
-            rels = [i.path[len(base) + 1 :] for i in files]
-            candidates = [
-                ((i.path, r), tuple(r.split("/")), i.base_name, i.size)
-                for i, r in zip(files, rels, strict=True)
-            ]
-        else:
-            raise IngestError(f"path does not exist: {shown(root)}")
-    except (OSError, ValueError) as err:
-        raise IngestError(f"cannot list {shown(root)}: {err}") from None
-    found = select_files(candidates, cfg)
-
-    def located(item: tuple[str, str]) -> tuple[str, str]:
-        return item[0], source_of(item[1], base_url)
-
-    return Discovered(
-        [located(f) for f in found.files], found.skipped, [(located(f), why) for f, why in found.refused]
-    )
-
-
-def _append(rows: dict[str, list[Any]], r: ChunkRecord, *, n_chunks: int, error: str) -> None:
-    for name, value in (
-        ("id", r.id),
-        ("source", r.source),
-        ("title", r.title),
-        ("chunk", r.chunk),
-        ("chunk_index", r.chunk_index),
-        ("doc_hash", r.doc_hash),
-        ("breadcrumb", r.breadcrumb),
-        ("origin", r.origin),
-        ("n_chunks", n_chunks),
-        ("error", error),
-    ):
-        rows[name].append(value)
-
-
-def file_rows(table: pa.Table) -> pa.Table:
-    """One row per file (its first chunk, or its error row): what the driver plans with."""
-    first = table.filter(pc.less_equal(table["chunk_index"], 0))
-    return first.select(["source", "doc_hash", "n_chunks", "error"])
-
-
-def chunks_of(batch: dict[str, np.ndarray], sources: frozenset[str]) -> dict[str, np.ndarray]:
-    """The chunks of the files the plan writes (not the unchanged ones, nor failed files' error rows)."""
-    keep = np.fromiter(
-        (
-            str(s) in sources and int(i) >= 0
-            for s, i in zip(batch["source"], batch["chunk_index"], strict=True)
-        ),
-        dtype=bool,
-        count=len(batch["source"]),
-    )
-    return {k: v[keep] for k, v in batch.items() if k not in ("n_chunks", "error")}
-
-
-def records_of(
-    batch: dict[str, np.ndarray], tenant: str = DEFAULT_TENANT, groups: tuple[str, ...] = ()
-) -> list[ChunkRecord]:
-    """The chunks of a batch, placed in the run's tenant with its groups (one run, one placement)."""
-    return [
-        ChunkRecord(str(i), str(s), str(t), str(c), int(n), str(h), str(b), str(o), tenant, groups)
-        for i, s, t, c, n, h, b, o in zip(
-            batch["id"],
-            batch["source"],
-            batch["title"],
-            batch["chunk"],
-            batch["chunk_index"],
-            batch["doc_hash"],
-            batch["breadcrumb"],
-            batch["origin"],
-            strict=True,
-        )
-    ]
 
 
 def _load_encoder(embedder: EmbedderConfig, env: dict[str, str]) -> Any:
@@ -403,12 +281,10 @@ def _run(
     placement: Placement,
 ) -> IngestReport:
     """The run holds the collection's lease (store/lease.py) throughout; ``rebuild`` writes into a new
-    collection that takes over the name at the end (pipeline.target_collection): the writers get its name
+    collection that takes over the name at the end (plan.target_collection): the writers get its name
     in their StoreConfig, so they write there and the first one creates it."""
     started = time.perf_counter()
-    found = discover_files(root, cfg.ingest, base_url)
-    report = start_report(found, lambda f: f[1], shown(root), cfg.ingest)
-    origin = origin_of(root, base_url)
+    found, report, origin = open_run(root, cfg.ingest, base_url)
     with Lease(store, f"ingest --ray {origin}") as lease:
         order = {source: i for i, (_, source) in enumerate(found.files)}
         parsed: Any = None

@@ -38,7 +38,7 @@ from ragserve.router.models import (
 )
 from ragserve.router.service import ApiError, RagService
 from ragserve.router.ui import add_playground
-from ragserve.store.milvus import StoreError
+from ragserve.store.connection import StoreError
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}

@@ -27,7 +27,8 @@ from ragserve.router.api import create_api
 from ragserve.router.auth import OidcVerifier, load_keys_file
 from ragserve.router.guard import GuardSettings
 from ragserve.router.service import RagService
-from ragserve.store.milvus import MilvusStore, StoreError
+from ragserve.store.connection import StoreError
+from ragserve.store.milvus import MilvusStore
 
 log = logging.getLogger(__name__)
 

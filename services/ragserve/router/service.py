@@ -15,7 +15,9 @@ from functools import partial
 from typing import Any
 
 from ragserve.config import AppConfig, SamplingConfig
-from ragserve.ingest.pipeline import Ingestor, IngestReport, TextDocument
+from ragserve.ingest.pipeline import Ingestor
+from ragserve.ingest.plan import IngestReport
+from ragserve.ingest.prepare import TextDocument
 from ragserve.rag import (
     Delta,
     Done,

@@ -32,8 +32,9 @@ from types import TracebackType
 
 from pymilvus import DataType
 
+from ragserve.store.connection import STRONG, StoreError
 from ragserve.store.filters import quote
-from ragserve.store.milvus import STRONG, MilvusStore, StoreError
+from ragserve.store.milvus import MilvusStore
 
 log = logging.getLogger(__name__)
 SUFFIX = "__lease"

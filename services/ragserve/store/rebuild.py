@@ -22,7 +22,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from ragserve.store.milvus import EMBEDDER_PROPERTY, STRONG, MilvusStore
+from ragserve.store.connection import STRONG
+from ragserve.store.milvus import MilvusStore
+from ragserve.store.schema import EMBEDDER_PROPERTY
 
 log = logging.getLogger(__name__)
 SEPARATOR = "__"
