@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sent = conv["messages"][:end]
             question, history = sent[-1]["content"], [dict(m) for m in sent[:-1]]
             req = RagRequest(question, sampling, turns=history)
-            found, _query = await pipeline.retrieve(question, req)
+            found, _query = await pipeline.retrieve(req)
             turns.append(
                 {
                     "conversation": conv["id"],
