@@ -57,17 +57,9 @@ def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
     from ray import serve
 
     from ragserve.app import APP_NAME, build_app
-    from ragserve.environment import ray_node_env_applied
+    from ragserve.environment import start_local_ray
 
-    for attempt in range(3):  # Ray waits a fixed 30 s for its raylet; a loaded 2-core box can miss that
-        try:
-            with ray_node_env_applied():  # as `ragserve serve` and the chart's pods
-                ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    start_local_ray(num_cpus=8, include_dashboard=False, log_to_driver=False)  # as `ragserve serve` does
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name=APP_NAME, route_prefix="/")

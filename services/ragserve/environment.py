@@ -9,14 +9,18 @@ local ``ray.init``, the chart's container env on Kubernetes.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ragserve.config import AppConfig
+
+log = logging.getLogger(__name__)
 
 
 def process_env(cfg: AppConfig) -> dict[str, str]:
@@ -70,6 +74,28 @@ def ray_node_env_applied(environ: MutableMapping[str, str] | None = None) -> Ite
     finally:
         for key in added:
             target.pop(key, None)
+
+
+RAY_START_ATTEMPTS = 3
+
+
+def start_local_ray(attempts: int = RAY_START_ATTEMPTS, **init_kwargs: Any) -> None:
+    """``ray.init(**init_kwargs)`` of a new local cluster whose processes inherit ray-node-env.yaml (as the
+    chart's pods do), tried ``attempts`` times: Ray waits a fixed 30 s for its raylet, which a loaded
+    2-core machine can miss. The one retried start of a local Ray: ``ragserve serve``, ``ingest --ray``
+    without an address, the integration tests and the load tests."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            with ray_node_env_applied():
+                ray.init(**init_kwargs)
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == attempts:
+                raise
+            log.warning("local Ray did not start (attempt %d of %d); trying again", attempt, attempts)
 
 
 def apply(cfg: AppConfig, environ: MutableMapping[str, str] | None = None) -> None:

@@ -83,7 +83,7 @@ def ray_cluster(otlp: OtlpReceiver):
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     import ray
 
-    from ragserve.cli.local_ray import start_local_ray
+    from ragserve.environment import start_local_ray
 
     start_local_ray(  # as `ragserve serve` starts it: ray-node-env.yaml applied, retried on a loaded box
         num_cpus=8,

@@ -1,6 +1,5 @@
-"""``ragserve serve``: a local Ray started for the Serve application, run until Ctrl-C / SIGTERM, then
-stopped with everything it started; and ``start_local_ray``, the one retried ``ray.init`` of a new local
-cluster (the integration tests' Ray session uses it too)."""
+"""``ragserve serve``: a local Ray started for the Serve application (``environment.start_local_ray``), run
+until Ctrl-C / SIGTERM, then stopped with everything it started."""
 
 from __future__ import annotations
 
@@ -16,27 +15,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 30  # Serve's orderly shutdown before Ray's processes are stopped
-RAY_START_ATTEMPTS = 3
-
-
-def start_local_ray(attempts: int = RAY_START_ATTEMPTS, **init_kwargs: Any) -> None:
-    """``ray.init(**init_kwargs)`` of a new local cluster whose processes inherit ray-node-env.yaml (as the
-    chart's pods do), tried ``attempts`` times: Ray waits a fixed 30 s for its raylet, which a loaded
-    2-core machine can miss."""
-    import ray
-
-    from ragserve.environment import ray_node_env_applied
-
-    for attempt in range(1, attempts + 1):
-        try:
-            with ray_node_env_applied():
-                ray.init(**init_kwargs)
-            return
-        except Exception:
-            ray.shutdown()
-            if attempt == attempts:
-                raise
-            log.warning("local Ray did not start (attempt %d of %d); trying again", attempt, attempts)
 
 
 def cmd_serve(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
@@ -48,6 +26,7 @@ def cmd_serve(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ray import serve
 
     from ragserve.app import APP_NAME, build_app_from_config, serve_tracing_config
+    from ragserve.environment import start_local_ray
 
     host = args.host or cfg.router.host
     port = args.port or cfg.router.port

@@ -53,7 +53,6 @@ from ragserve.store.lease import Lease
 from ragserve.store.milvus import ChunkRecord, MilvusStore
 
 log = logging.getLogger(__name__)
-LOCAL_START_ATTEMPTS = 3  # a new local Ray (no ADDRESS) is started again this often if it times out
 # Files are parsed in this many blocks per parse task or embedding actor, whichever are more. An embedding
 # actor takes whole blocks (bundled up to embed_batch_size chunks), so blocks must be small next to the job:
 # with 4 per worker an actor sat idle at the end while the other still had a quarter of the corpus to go.
@@ -247,15 +246,10 @@ def ingest_on_ray(
 def _init_ray(address: str | None) -> None:
     import ray
 
-    for attempt in range(1 if address else LOCAL_START_ATTEMPTS):
-        try:
-            ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
-            return
-        except Exception:  # Ray waits a fixed 30 s for its raylet; a loaded machine can miss that
-            ray.shutdown()
-            if attempt == LOCAL_START_ATTEMPTS - 1 or address:
-                raise
-            log.warning("local Ray did not start in time; trying again")
+    if address:  # an existing cluster (a RayJob's): no retry, its error is the answer
+        ray.init(address=address, include_dashboard=False, configure_logging=False)
+    else:
+        environment.start_local_ray(address="local", include_dashboard=False, configure_logging=False)
 
 
 def _start_lite_owner(path: str) -> Any:
