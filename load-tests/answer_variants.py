@@ -64,7 +64,7 @@ def main() -> None:
     from ragserve.evaluate import load_eval_file
     from ragserve.generator.engine import engine_kwargs, resolve_model, sampling_params
     from ragserve.generator.prompt import PromptBuilder
-    from ragserve.rag import Retriever, local_query_embedder
+    from ragserve.retrieval import Retriever, local_query_embedder
     from ragserve.store.milvus import MilvusStore
 
     items = [i for f in args.files for i in load_eval_file(f) if i.answer_hint and i.gold_sources]

@@ -147,7 +147,8 @@ async def run_variants(
     """Every variant on one event loop (the engine's output handler is bound to the loop it first ran on)."""
     from ragserve.answer_eval import contains, key_facts
     from ragserve.generator.prompt import PromptBuilder
-    from ragserve.rag import build_pipeline, local_query_embedder
+    from ragserve.rag import build_pipeline
+    from ragserve.retrieval import local_query_embedder
 
     tokenizer = generator.get_tokenizer()
     for name in ("walkthrough", "ragserve", "clean"):

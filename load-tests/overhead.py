@@ -151,7 +151,7 @@ class BareParts:
         from ragserve.embedder.encoder import Encoder
         from ragserve.generator.engine import resolve_model
         from ragserve.generator.prompt import PromptBuilder
-        from ragserve.rag import Retriever, local_query_embedder
+        from ragserve.retrieval import Retriever, local_query_embedder
         from ragserve.store.lite_server import LiteServer
         from ragserve.store.milvus import MilvusStore
 
@@ -184,7 +184,7 @@ def covered_questions(cfg: Any) -> list[str]:
     """The dev questions the corpus covers (retrieval.min_relevance): the served path answers the others
     without generating, so they would not compare the same work."""
     from ragserve.embedder.encoder import Encoder
-    from ragserve.rag import Retriever, local_query_embedder
+    from ragserve.retrieval import Retriever, local_query_embedder
     from ragserve.store.milvus import MilvusStore
 
     store = MilvusStore.for_app(cfg)

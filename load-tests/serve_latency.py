@@ -72,7 +72,8 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     from ragserve.config import load_config
     from ragserve.embedder.encoder import Encoder
     from ragserve.generator.engine import VLLMGenerator
-    from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
+    from ragserve.rag import RagRequest, build_pipeline
+    from ragserve.retrieval import local_query_embedder
     from ragserve.store.lite_server import LiteServer
     from ragserve.store.milvus import MilvusStore
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragserve.rag import Retriever, SearchResult
+from ragserve.retrieval import Retriever, SearchResult
 
 
 class EvalFileError(ValueError):

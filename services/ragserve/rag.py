@@ -1,4 +1,5 @@
-"""The RAG request path: embed -> search -> prompt -> generate, streamed as events with per-stage timings.
+"""The RAG request path: retrieve (retrieval.py) -> prompt -> generate, streamed as events with per-stage
+timings.
 
 The same code runs in-process (the CLI: a local Encoder and VLLMGenerator) and in the Ray Serve router
 (the embedder and generator are deployment handles behind the same small interfaces); ``build_pipeline``
@@ -10,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import InitVar, dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
-from ragserve.config import AppConfig, ConversationMethod, RetrievalConfig, SamplingConfig
+from ragserve.config import AppConfig, ConversationMethod, SamplingConfig
 from ragserve.conversation import (
     REWRITE_FALLBACK,
     RetrievalQuery,
@@ -31,70 +30,20 @@ from ragserve.generator.prompt import PromptBuilder
 from ragserve.limits import MAX_QUESTION_CHARS, MAX_TOP_K, check_question, check_top_k
 from ragserve.observability import metrics
 from ragserve.observability.tracing import stage
+from ragserve.retrieval import (
+    QueryEmbedder,
+    Rerank,
+    Retriever,
+    Search,
+    SearchResult,
+    cap_per_source,
+    elapsed_ms,
+    resolve_top_k,
+)
 from ragserve.store.filters import DEFAULT_ACCESS, Access, Filter
 from ragserve.store.milvus import Hit, MilvusStore
 
 log = logging.getLogger(__name__)
-QueryEmbedder = Callable[[list[str]], Awaitable[np.ndarray]]
-# (question, passages) -> one relevance score per passage, higher is better (a cross-encoder).
-Rerank = Callable[[str, Sequence[str]], Awaitable[np.ndarray]]
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
-
-
-def local_query_embedder(encoder: Any) -> QueryEmbedder:
-    """Adapt a synchronous Encoder (CLI, tests) to the async interface the pipeline uses."""
-
-    async def embed(texts: list[str]) -> np.ndarray:
-        return encoder.embed_queries(texts)
-
-    return embed
-
-
-def local_reranker(scorer: Any) -> Rerank:
-    """Adapt a synchronous CrossEncoderScorer (CLI, eval) to the async interface the pipeline uses."""
-
-    async def rerank(query: str, passages: Sequence[str]) -> np.ndarray:
-        return await asyncio.to_thread(scorer.score, query, passages)
-
-    return rerank
-
-
-def resolve_top_k(requested: int | None, configured: int) -> int:
-    """The chunks a request retrieves: its own top_k, else the configured default (prompt.top_k). The one
-    place that default is applied: the HTTP service, the CLI and the pipeline all call this."""
-    return configured if requested is None else requested
-
-
-@dataclass(frozen=True)
-class Search:
-    """One retrieval as the Retriever runs it. Trusted: an entry point builds it with ``checked``, the
-    pipeline from a RagRequest that checked itself (its follow-up queries are bounded where they are made,
-    conversation.py)."""
-
-    query: str
-    top_k: int
-    where: Filter | None = None
-    rerank: bool | None = None  # None: rerank when a reranker is deployed
-    access: Access | None = None  # None: the Retriever's own
-
-    @classmethod
-    def checked(
-        cls,
-        query: str,
-        top_k: int,
-        where: Filter | None = None,
-        rerank: bool | None = None,
-        access: Access | None = None,
-        *,
-        max_top_k: int = MAX_TOP_K,
-    ) -> Search:
-        """A search from client input: top_k within ``max_top_k`` (router.max_top_k for HTTP), the query
-        stripped and bounded; ValueError naming the field otherwise."""
-        top_k = check_top_k(top_k, max_top_k)
-        return cls(check_question(query, "query"), top_k, where, rerank, access)
 
 
 @dataclass(frozen=True)
@@ -126,13 +75,6 @@ class RagRequest:
     def search(self, query: str, top_k: int) -> Search:
         """A search of this request's (its question, or a follow-up's query built from it)."""
         return Search(query, top_k, self.where, self.rerank, self.access)
-
-
-@dataclass
-class SearchResult:
-    hits: list[Hit]
-    timings: dict[str, float]
-    best_similarity: float = -1.0  # the best cosine among the chunks ranked (abstention's input)
 
 
 @dataclass
@@ -174,154 +116,6 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
 
 
-def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "source": hit.source,
-        "title": hit.title,
-        "chunk_index": hit.chunk_index,
-        "score": round(hit.score, 6),
-    }
-    if with_chunk:
-        out["chunk"] = hit.chunk
-    return out
-
-
-def cap_per_source(hits: Sequence[Hit], per_source: int | None, top_k: int) -> list[Hit]:
-    """The first top_k hits, keeping at most ``per_source`` of any one source (order kept)."""
-    if per_source is None:
-        return list(hits[:top_k])
-    kept: list[Hit] = []
-    seen: dict[str, int] = {}
-    for hit in hits:
-        if seen.get(hit.source, 0) < per_source:
-            seen[hit.source] = seen.get(hit.source, 0) + 1
-            kept.append(hit)
-            if len(kept) == top_k:
-                break
-    return kept
-
-
-class Retriever:
-    """Embed the query, search Milvus (dense or hybrid), optionally rerank the candidates, cap per source."""
-
-    def __init__(
-        self,
-        embed_queries: QueryEmbedder,
-        store: MilvusStore,
-        cfg: RetrievalConfig | None = None,
-        rerank: Rerank | None = None,
-        access: Access | None = DEFAULT_ACCESS,
-    ):
-        """``access``: what a search that names none may see: the default tenant for a single-tenant
-        deployment and the CLI (its --tenant); None makes every search name its caller's (the router)."""
-        self.embed_queries = embed_queries
-        self.store = store
-        self.cfg = cfg or RetrievalConfig()  # the config model's defaults, as everywhere
-        self.rerank = rerank  # None: no reranker deployed (reranker.enabled false)
-        self.access = access
-
-    def _reranks(self, requested: bool | None) -> bool:
-        """A request's ``rerank`` flag: null follows whether a reranker is deployed; true needs one."""
-        if requested and self.rerank is None:
-            raise ValueError("rerank: no reranker is deployed (reranker.enabled is false)")
-        return self.rerank is not None if requested is None else requested
-
-    async def search(
-        self,
-        query: str,
-        top_k: int,
-        where: Filter | None = None,
-        rerank: bool | None = None,
-        *,
-        access: Access | None = None,
-    ) -> SearchResult:
-        """``run`` on client input (the eval, scripts): the query and top_k checked first (Search.checked)."""
-        return await self.run(Search.checked(query, top_k, where, rerank, access))
-
-    async def run(self, search: Search) -> SearchResult:
-        """The chunks ``search.access`` (None: the Retriever's) may see that ``search.where`` selects, best
-        first. The search is trusted: checked where it was built."""
-        scope = search.access or self.access
-        if scope is None:
-            raise RuntimeError("a search must name whose documents it may see (Access)")
-        query, top_k = search.query, search.top_k
-        reranking = self._reranks(search.rerank)
-        t0 = time.perf_counter()
-        with stage("embed"):
-            vector = await self.embed_queries([query])
-        embed_ms = _ms(t0)
-        t1 = time.perf_counter()
-        with stage("milvus.search", mode=self.cfg.mode, limit=top_k) as span:
-            # pymilvus is synchronous: keep the event loop free for other requests.
-            hits = await asyncio.to_thread(
-                self._search, query, vector[0], top_k, search.where, reranking, scope
-            )
-            span.set_attribute("hits", len(hits))
-        timings = {"embed_ms": embed_ms, "search_ms": _ms(t1)}
-        if reranking:
-            # Coverage is judged on every candidate scored: the reranker's order is not a cosine order.
-            best = max((h.similarity for h in hits), default=-1.0)
-            t2 = time.perf_counter()
-            with stage("rerank", candidates=len(hits)):
-                hits = await self._rerank(query, hits)
-            timings["rerank_ms"] = _ms(t2)
-        hits = cap_per_source(hits, self.cfg.max_chunks_per_source, top_k)
-        if not reranking:
-            best = max((h.similarity for h in hits), default=-1.0)
-        metrics.observe_stages(timings, ("embed", "search", "rerank"))
-        metrics.RETRIEVED_CHUNKS.observe(len(hits))
-        return SearchResult(hits, timings, best)
-
-    async def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """The candidates in the cross-encoder's order (ties keep the fused order), each hit's ``score``
-        replaced by the reranker's."""
-        assert self.rerank is not None
-        scores = await self.rerank(query, [f"{h.title}\n{h.chunk}" for h in hits])
-        if len(scores) != len(hits):
-            raise RuntimeError(f"the reranker returned {len(scores)} scores for {len(hits)} passages")
-        order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
-        return [replace(hits[i], score=float(scores[i])) for i in order]
-
-    def covers(self, result: SearchResult) -> bool:
-        """Whether the documents cover the question: the best chunk's cosine similarity to it reaches
-        retrieval.min_relevance. The dense similarity, not the fused or reranked score: RRF scores are
-        rank-only and a cross-encoder's scale is its own (docs/retrieval.md)."""
-        threshold = self.cfg.min_relevance
-        return threshold is None or result.best_similarity >= threshold
-
-    def _search(
-        self,
-        query: str,
-        vector: np.ndarray,
-        top_k: int,
-        where: Filter | None,
-        reranking: bool,
-        access: Access,
-    ) -> list[Hit]:
-        """The ranked candidates: ``candidates`` of them for the reranker; with a per-source cap, 4 x top_k
-        (a cap of 2 rarely needs more, and every hit carries its vector back from Milvus); else top_k."""
-        c = self.cfg
-        if reranking:
-            limit = max(top_k, c.candidates)
-        elif c.max_chunks_per_source:
-            limit = min(max(top_k, c.candidates), 4 * top_k)
-        else:
-            limit = top_k
-        if c.mode == "dense":
-            return self.store.search(vector[None, :], limit, where, access=access)[0]
-        return self.store.hybrid_search(
-            vector,
-            query,
-            limit,
-            where,
-            access=access,
-            candidates=c.candidates,
-            fusion=c.fusion,
-            rrf_k=c.rrf_k,
-            dense_weight=c.dense_weight,
-        )
-
-
 class RagPipeline:
     def __init__(
         self,
@@ -347,7 +141,7 @@ class RagPipeline:
         # Built even when abstaining: a question that cannot fit the model is bad input either way.
         with stage("prompt.build", contexts=len(found.hits)):
             built = await self.prompt.build_async(question, found.hits, sampling.max_tokens, req.history)
-        timings = {**found.timings, "prompt_ms": _ms(t_prompt)}
+        timings = {**found.timings, "prompt_ms": elapsed_ms(t_prompt)}
         if not self.retriever.covers(found):
             async for event in self._not_covered(found.hits, timings, started, query):
                 yield event
@@ -366,7 +160,7 @@ class RagPipeline:
             with stage("generate", prompt_tokens=len(built.token_ids)) as span:
                 async for delta in deltas:
                     if ttft_ms is None and delta.completion_tokens:
-                        ttft_ms = _ms(t_gen)
+                        ttft_ms = elapsed_ms(t_gen)
                         metrics.TTFT.observe(time.perf_counter() - started)
                         span.add_event("first_token", {"ttft_ms": ttft_ms})
                     if delta.engine_ttft_s is not None:
@@ -380,7 +174,7 @@ class RagPipeline:
                 span.set_attribute("completion_tokens", completion_tokens)
         finally:
             await deltas.aclose()  # aborts the request if the caller stopped reading
-        timings.update(generate_ms=_ms(t_gen), ttft_ms=ttft_ms or 0.0, total_ms=_ms(started))
+        timings.update(generate_ms=elapsed_ms(t_gen), ttft_ms=ttft_ms or 0.0, total_ms=elapsed_ms(started))
         _engine_share(timings, engine)
         usage = {
             "prompt_tokens": len(built.token_ids),
@@ -400,7 +194,7 @@ class RagPipeline:
         metrics.ABSTENTIONS.inc()
         yield Retrieved(hits, dict(timings), 0, query, grounded=False)
         yield Delta(self.not_covered_answer)
-        timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=_ms(started))
+        timings.update(generate_ms=0.0, ttft_ms=0.0, total_ms=elapsed_ms(started))
         yield Done({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, timings, "stop")
 
     async def retrieve(self, req: RagRequest) -> tuple[SearchResult, RetrievalQuery]:
@@ -413,7 +207,7 @@ class RagPipeline:
             return await self._search_by(method, question, earlier, top_k, req)
         started = time.perf_counter()
         rewritten, fallback = await self._rewrite(question, req)
-        rewrite_ms = _ms(started)
+        rewrite_ms = elapsed_ms(started)
         if rewritten is not None:
             found, query = await self._search(rewritten, top_k, req), RetrievalQuery(rewritten, "rewrite")
         else:

@@ -25,7 +25,8 @@ from pymilvus import DataType, Function, FunctionType
 from ragserve.config import AppConfig, SamplingConfig, load_config
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.ingest.prepare import TextDocument
-from ragserve.rag import RagPipeline, RagRequest, Retrieved, Retriever, local_query_embedder
+from ragserve.rag import RagPipeline, RagRequest, Retrieved
+from ragserve.retrieval import Retriever, local_query_embedder
 from ragserve.router.auth import Principal
 from ragserve.router.models import SearchRequest
 from ragserve.router.service import ApiError, RagService

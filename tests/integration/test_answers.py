@@ -17,7 +17,8 @@ import pytest
 
 from ragserve.answer_eval import abstains
 from ragserve.config import SMOLLM2, load_config
-from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
+from ragserve.rag import RagRequest, build_pipeline
+from ragserve.retrieval import local_query_embedder
 from tests.conftest import copy_subset
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

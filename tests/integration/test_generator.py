@@ -14,7 +14,8 @@ from ragserve.config import TINY_LLAMA, load_config
 from ragserve.generator.engine import VLLMGenerator
 from ragserve.generator.prompt import PromptBuilder, PromptTooLongError
 from ragserve.ingest.pipeline import Ingestor
-from ragserve.rag import RagRequest, build_pipeline, local_query_embedder
+from ragserve.rag import RagRequest, build_pipeline
+from ragserve.retrieval import local_query_embedder
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 # The tiny random Llama: these tests check the engine path (usage, aborts, trimming), not language.

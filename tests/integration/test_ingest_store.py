@@ -15,7 +15,7 @@ from ragserve.ingest.plan import make_plan
 from ragserve.ingest.prepare import PreparedFile, TextDocument
 from ragserve.ingest.sources import IngestError
 from ragserve.limits import MAX_DOCUMENTS
-from ragserve.rag import Retriever, local_query_embedder
+from ragserve.retrieval import Retriever, local_query_embedder
 from ragserve.store.filters import DEFAULT_ACCESS, Filter
 from ragserve.store.milvus import MilvusStore
 from ragserve.store.schema import SchemaMismatchError

@@ -13,7 +13,7 @@ from pymilvus import DataType, MilvusClient
 
 from ragserve.config import load_config
 from ragserve.ingest.pipeline import Ingestor
-from ragserve.rag import Retriever, local_query_embedder
+from ragserve.retrieval import Retriever, local_query_embedder
 from ragserve.store.filters import DEFAULT_ACCESS, Filter
 from ragserve.store.milvus import MilvusStore
 from ragserve.store.schema import EMBEDDER_PROPERTY, SchemaMismatchError

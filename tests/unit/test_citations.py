@@ -48,7 +48,8 @@ def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
     from ragserve.config import RetrievalConfig, SamplingConfig
     from ragserve.generator.engine import GenerationDelta
     from ragserve.generator.prompt import BuiltPrompt
-    from ragserve.rag import RagPipeline, RagRequest, SearchResult
+    from ragserve.rag import RagPipeline, RagRequest
+    from ragserve.retrieval import SearchResult
     from ragserve.store.filters import DEFAULT_ACCESS
     from ragserve.store.milvus import Hit
 

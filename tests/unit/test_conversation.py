@@ -12,7 +12,8 @@ from ragserve.config import RetrievalConfig, SamplingConfig
 from ragserve.conversation import appended, clean_rewrite, fuse
 from ragserve.generator.engine import GenerationDelta, GeneratorError
 from ragserve.limits import MAX_QUESTION_CHARS
-from ragserve.rag import RagPipeline, RagRequest, Search, SearchResult
+from ragserve.rag import RagPipeline, RagRequest
+from ragserve.retrieval import Search, SearchResult
 from ragserve.store.filters import Access
 from ragserve.store.milvus import Hit
 

@@ -100,7 +100,7 @@ def test_evaluate_scores_kinds_and_abstention() -> None:
 
     from ragserve.config import RetrievalConfig
     from ragserve.evaluate import EvalItem, evaluate
-    from ragserve.rag import SearchResult
+    from ragserve.retrieval import SearchResult
     from ragserve.store.milvus import Hit
 
     class Ranked:

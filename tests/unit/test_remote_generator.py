@@ -151,7 +151,7 @@ class CoveringRetriever:
     """Retrieval that always says the question is covered (the pipeline's other side, not under test)."""
 
     async def run(self, _: Any) -> Any:
-        from ragserve.rag import SearchResult
+        from ragserve.retrieval import SearchResult
 
         return SearchResult([], {"embed_ms": 1.0, "search_ms": 1.0}, best_similarity=0.9)
 

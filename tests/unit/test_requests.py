@@ -15,7 +15,8 @@ from ragserve.cli import commands, dispatch
 from ragserve.config import SamplingConfig, load_config
 from ragserve.limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ragserve.observability.logging import Console
-from ragserve.rag import RagPipeline, RagRequest, Search, SearchResult, resolve_top_k
+from ragserve.rag import RagPipeline, RagRequest
+from ragserve.retrieval import Search, SearchResult, resolve_top_k
 from ragserve.router.api import create_api
 from ragserve.router.guard import GuardSettings
 from ragserve.router.models import QueryRequest

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ragserve.config import RetrievalConfig
-from ragserve.rag import Retriever, SearchResult, cap_per_source
+from ragserve.retrieval import Retriever, SearchResult, cap_per_source
 from ragserve.store.milvus import Hit
 
 

@@ -122,7 +122,7 @@ def _ingest_on_ray(cfg: AppConfig, args: argparse.Namespace):  # -> IngestReport
 
 
 def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
-    from ragserve.rag import Retriever, Search, hit_dict, resolve_top_k
+    from ragserve.retrieval import Retriever, Search, hit_dict, resolve_top_k
     from ragserve.store.filters import Filter
 
     access = access_of(args)
@@ -142,7 +142,8 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
 
 def cmd_query(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     from ragserve.generator.prompt import PromptTooLongError
-    from ragserve.rag import RagRequest, build_pipeline, hit_dict, resolve_top_k
+    from ragserve.rag import RagRequest, build_pipeline
+    from ragserve.retrieval import hit_dict, resolve_top_k
 
     access = access_of(args)
     sampling = cfg.generator.sampling

@@ -33,7 +33,7 @@ def cmd_eval(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
         raise CliError(str(err)) from None
     if args.answers:
         return _eval_answers(cfg, items, args, con)
-    from ragserve.rag import Retriever
+    from ragserve.retrieval import Retriever
 
     default = "rerank" if cfg.reranker.enabled else cfg.retrieval.mode
     modes = [m.strip() for m in (args.compare or default).split(",") if m.strip()]
@@ -90,7 +90,8 @@ def _eval_conversations(
     from typing import cast
 
     from ragserve.evaluate import EvalItem, evaluate
-    from ragserve.rag import RagPipeline, RagRequest, Retriever, build_pipeline
+    from ragserve.rag import RagPipeline, RagRequest, build_pipeline
+    from ragserve.retrieval import Retriever
 
     unknown = [m for m in methods if m not in CONVERSATION_EVAL]
     if unknown:

@@ -84,7 +84,7 @@ class DeferredEncoder:
 
 def open_search(cfg: AppConfig, embedder: EmbedderConfig | None = None):  # -> (query embedder, MilvusStore)
     """The embedder and the store of an existing collection, checked against each other."""
-    from ragserve.rag import local_query_embedder
+    from ragserve.retrieval import local_query_embedder
     from ragserve.store.connection import StoreError
 
     store = open_store(cfg)
@@ -106,8 +106,8 @@ def open_reranker(cfg: AppConfig, force: bool = False):  # -> Rerank | None
     """The in-process cross-encoder when reranker.enabled (or ``force``: eval's `rerank` mode)."""
     if not (cfg.reranker.enabled or force):
         return None
-    from ragserve.rag import local_reranker
     from ragserve.reranker.scorer import CrossEncoderScorer
+    from ragserve.retrieval import local_reranker
 
     try:
         return local_reranker(CrossEncoderScorer(cfg.reranker, cfg.cache_dir))

@@ -18,19 +18,8 @@ from ragserve.config import AppConfig, SamplingConfig
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.ingest.plan import IngestReport
 from ragserve.ingest.prepare import TextDocument
-from ragserve.rag import (
-    Delta,
-    Done,
-    Event,
-    RagPipeline,
-    RagRequest,
-    Retrieved,
-    Search,
-    SearchResult,
-    collect,
-    hit_dict,
-    resolve_top_k,
-)
+from ragserve.rag import Delta, Done, Event, RagPipeline, RagRequest, Retrieved, collect
+from ragserve.retrieval import Search, SearchResult, hit_dict, resolve_top_k
 from ragserve.router.auth import ANONYMOUS, Principal
 from ragserve.router.models import (
     ChatRequest,
