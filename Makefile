@@ -39,7 +39,7 @@ test: $(STAMP) $(TOOLS_STAMP) ## what CI runs: lint, format check, mypy, then ev
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
-test-fast: $(STAMP) $(TOOLS_STAMP) ## the fast lane (< 2 min): lint, format check, mypy, unit and deploy tests
+test-fast: $(STAMP) $(TOOLS_STAMP) ## the fast lane (about 3 min on 2 cores): lint, format check, mypy, unit and deploy tests
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
