@@ -217,8 +217,8 @@ def stage_ms(timings: dict[str, float], prompt_ms: float | None = None) -> dict[
 
 def session(base: str) -> aiohttp.ClientSession:
     """The HTTP client of every row, served and bare. aiohttp, not httpx: a request through httpx costs
-    0.6-1.4 ms more on this machine (``http_client_floor.py``), and only the served side of the search row
-    pays for a client at all."""
+    0.6-1.4 ms more on this machine (``http_client_floor.py``, retired: RESULTS.md), and only the served
+    side of the search row pays for a client at all."""
     return aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=120))
 
 
