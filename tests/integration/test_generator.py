@@ -119,7 +119,9 @@ def test_no_repeat_ngram_size_keeps_every_n_gram_of_the_answer_unique(generator:
     from ragserve.generator.engine import sampling_params
 
     ids = generator.get_tokenizer().encode("hello world", add_special_tokens=False)
-    greedy = generator.cfg.sampling.model_copy(update={"temperature": 0.0, "max_tokens": 96})
+    # Greedy with no penalty of any kind (the profile's own sampling has some), so the control can loop.
+    plain = {"frequency_penalty": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": None}
+    greedy = generator.cfg.sampling.model_copy(update={"temperature": 0.0, "max_tokens": 96, **plain})
 
     async def answer_ids(sampling, request_id: str) -> list[int]:
         out: list[int] = []
