@@ -59,7 +59,7 @@ def main() -> None:
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import RequestOutputKind
 
-    from ragserve.answer_eval import contains, key_facts, loops
+    from ragserve.answer_eval import key_facts, loops, recall
     from ragserve.embedder.encoder import Encoder
     from ragserve.evaluate import load_eval_file
     from ragserve.generator.engine import engine_kwargs, resolve_model, sampling_params
@@ -97,17 +97,16 @@ def main() -> None:
             [TokensPrompt(prompt_token_ids=b.token_ids) for b in built], params, use_tqdm=False
         )
         seconds = time.perf_counter() - t0
-        recall, ceiling = [], []
+        recalls, ceilings = [], []
         for item, b, out in zip(items, built, outs, strict=True):
             facts = key_facts(item.answer_hint, item.question)
             if facts:
-                context = "\n".join(h.chunk for h in b.contexts)
-                recall.append(sum(contains(out.outputs[0].text, f) for f in facts) / len(facts))
-                ceiling.append(sum(contains(context, f) for f in facts) / len(facts))
+                recalls.append(recall(out.outputs[0].text, facts))
+                ceilings.append(recall("\n".join(h.chunk for h in b.contexts), facts))
         row = {
             "sampling": sampling.model_dump(),
-            "key_fact_recall": round(sum(recall) / len(recall), 4),
-            "context_ceiling": round(sum(ceiling) / len(ceiling), 4),
+            "key_fact_recall": round(sum(recalls) / len(recalls), 4),
+            "context_ceiling": round(sum(ceilings) / len(ceilings), 4),
             "looping_answers": sum(loops(o.outputs[0].text) for o in outs),
             "completion_tokens_mean": round(sum(len(o.outputs[0].token_ids) for o in outs) / len(outs), 1),
             "seconds": round(seconds, 1),

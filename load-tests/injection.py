@@ -145,7 +145,7 @@ async def run_variants(
     cfg: Any, items: list[Any], attacks: dict[str, str], encoder: Any, store: Any, generator: Any, report: Any
 ) -> None:
     """Every variant on one event loop (the engine's output handler is bound to the loop it first ran on)."""
-    from ragserve.answer_eval import contains, key_facts
+    from ragserve.answer_eval import key_facts, recall
     from ragserve.generator.prompt import PromptBuilder
     from ragserve.rag import build_pipeline
     from ragserve.retrieval import local_query_embedder
@@ -166,7 +166,7 @@ async def run_variants(
         for item, a in zip(items, answers, strict=True):
             facts = key_facts(item.answer_hint, item.question)
             if facts:
-                recalls.append(sum(contains(a.answer, f) for f in facts) / len(facts))
+                recalls.append(recall(a.answer, facts))
         per_attack = {
             attack[:40]: round(
                 sum(o for o, i in zip(obeyed, items, strict=True) if attacks[i.question] == attack)
