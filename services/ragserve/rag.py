@@ -184,8 +184,8 @@ class RagPipeline:
         metrics.observe_stages(timings, ("prompt", "generate"))
         metrics.TOKENS.inc(usage["prompt_tokens"], direction="in")
         metrics.TOKENS.inc(completion_tokens, direction="out")
-        held = found.hits[: len(found.hits) - built.dropped]  # the prompt's contexts, by source number
-        yield Done(usage, timings, finish, cite("".join(pieces), [h.chunk for h in held]))
+        held = [h.chunk for h in reversed(built.contexts)]  # what the prompt held, by source number
+        yield Done(usage, timings, finish, cite("".join(pieces), held))
 
     async def _not_covered(
         self, hits: list[Hit], timings: dict[str, float], started: float, query: RetrievalQuery
