@@ -2,9 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RAGSERVE := $(VENV)/bin/ragserve
-# load-tests/harness.py owns the shared data's paths (RAGSERVE_SHARED, else ../shared).
-CORPUS ?= $(shell python3 load-tests/harness.py corpus)
-EVAL ?= $(shell python3 load-tests/harness.py eval)
+# services/ragserve_testkit owns the shared data's paths (RAGSERVE_SHARED, else ../shared).
+CORPUS ?= $(shell python3 services/ragserve_testkit/__init__.py corpus)
+EVAL ?= $(shell python3 services/ragserve_testkit/__init__.py eval)
 DEMO_COLLECTION := --collection ragserve_demo
 
 .PHONY: help install demo check test test-fast test-unit test-integration deploy-tools test-deploy deploy-render lint format typecheck eval-corpus load soak bench overhead inplace clean

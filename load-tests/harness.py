@@ -11,23 +11,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-# The shared data beside the repo (corpus, eval set, CRD schemas): this is its one owner. The tests import it
-# (pytest's pythonpath), the Makefile and the shell scripts ask `python3 load-tests/harness.py corpus`.
-SHARED = Path(os.environ.get("RAGSERVE_SHARED", REPO.parent / "shared"))
-CORPUS = SHARED / "corpus" / "milvus-docs" / "site" / "en"
-EVAL = SHARED / "eval" / "dev.jsonl"
-CRDS = SHARED / "schemas" / "crds"  # KubeRay CRD schemas (the deploy tests)
+from ragserve_testkit import CORPUS, CRDS, EVAL, REPO, SHARED, free_port  # their one owner
+
 RESULTS = Path(__file__).resolve().parent / "results"  # every script's JSON, logs and profiles
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the tests' and the load tests' servers, proxies and scrapers)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = [
+    "CORPUS",
+    "CRDS",
+    "EVAL",
+    "REPO",
+    "RESULTS",
+    "SHARED",
+    "free_port",
+    "ingest_private",
+    "machine",
+    "served_app",
+]
 
 
 def machine() -> str:
@@ -67,7 +65,3 @@ def served_app(args: dict[str, Any], port: int) -> Iterator[str]:
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-if __name__ == "__main__":  # one path for the shell: `python3 load-tests/harness.py corpus|eval|crds`
-    print({"corpus": CORPUS, "eval": EVAL, "crds": CRDS}[sys.argv[1]])

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from harness import CORPUS  # load-tests/harness.py owns the shared data's paths
 
 from ragserve import environment
 from ragserve.config import TINY_LLAMA, load_config
+from ragserve_testkit import CORPUS
 
 environment.apply(load_config(env={}))  # the local profile's process environment, before any model import
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

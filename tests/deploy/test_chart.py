@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import CRDS
 
+from ragserve_testkit import CRDS
 from tests.deploy.conftest import CHART, SCENARIOS, one, run, worker_group
 from tests.deploy.validation import validate
 

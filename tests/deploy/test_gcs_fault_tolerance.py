@@ -7,8 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from harness import CRDS
-
+from ragserve_testkit import CRDS
 from tests.deploy.conftest import docs_of, one
 from tests.deploy.validation import validate
 

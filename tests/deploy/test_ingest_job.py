@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from harness import CRDS
 
+from ragserve_testkit import CRDS
 from tests.deploy.conftest import one
 from tests.deploy.validation import validate
 

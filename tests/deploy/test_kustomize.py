@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import CRDS
 
+from ragserve_testkit import CRDS
 from tests.deploy.conftest import DEPLOY, OVERLAYS, load_script, one, worker_group
 from tests.deploy.validation import validate
 

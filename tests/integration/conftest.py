@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,10 +14,35 @@ from tests.integration import serving
 from tests.integration.otlp_receiver import OtlpReceiver
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module saying ``STORES = ("lite", "server")`` runs each of its tests that uses app_config on each."""
+    stores = getattr(metafunc.module, "STORES", None)
+    if stores and "app_config" in metafunc.fixturenames:
+        metafunc.parametrize("app_config", stores, indirect=True)
+
+
 @pytest.fixture()
-def app_config(tmp_path: Path) -> AppConfig:
-    """Local profile with a private Milvus Lite file."""
-    return load_config(env={"RAGSERVE_HOME": str(tmp_path / "home")})
+def app_config(request: pytest.FixtureRequest, tmp_path: Path) -> AppConfig:
+    """The local profile on a private Milvus Lite file, or (param "server") on the session's Milvus server
+    with a collection of its own."""
+    env = {"RAGSERVE_HOME": str(tmp_path / "home")}
+    if getattr(request, "param", "lite") == "lite":
+        return load_config(env=env)
+    uri = request.getfixturevalue("milvus_server")
+    return load_config(overrides={"store": {"uri": uri, "collection": f"t_{tmp_path.name}"}}, env=env)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop per module: vLLM's AsyncLLM binds its output handler to the loop it first runs on."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    pending = asyncio.all_tasks(loop)  # the engine's output handler, cancelled by shutdown()
+    for task in pending:
+        task.cancel()
+    if pending:  # gather() of nothing would make its future on another loop
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from harness import free_port
+from ragserve_testkit import free_port
 
 
 class TcpProxy:

@@ -9,7 +9,6 @@ session's only engine with the real model.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,19 +29,6 @@ NOTE = f"""# The Zephyr release train
 The code word for the Zephyr release train is {CODE_WORD}. Operators type the code word into the deploy
 console to unlock a release of the Zephyr train. The code word rotates every quarter.
 """
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    # AsyncLLM binds its output handler to the loop it first runs on: keep one loop for the module.
-    loop = asyncio.new_event_loop()
-    yield loop
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    if pending:  # gather() of nothing would make its future on another loop
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.close()
 
 
 @pytest.fixture(scope="module")

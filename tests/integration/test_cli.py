@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import EVAL
+
+from ragserve_testkit import EVAL
 
 pytestmark = pytest.mark.slow
 

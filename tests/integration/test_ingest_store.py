@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragserve.config import AppConfig, RetrievalConfig, load_config
+from ragserve.config import RetrievalConfig, load_config
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.ingest.plan import make_plan
 from ragserve.ingest.prepare import PreparedFile, TextDocument
@@ -20,16 +20,7 @@ from ragserve.store.filters import DEFAULT_ACCESS, Filter
 from ragserve.store.milvus import MilvusStore
 from ragserve.store.schema import SchemaMismatchError
 
-
-@pytest.fixture(params=["lite", "server"])
-def app_config(request: pytest.FixtureRequest, tmp_path: Path) -> AppConfig:
-    """The local profile on a private Milvus Lite file, or on the session's Milvus server with a
-    collection of its own."""
-    env = {"RAGSERVE_HOME": str(tmp_path / "home")}
-    if request.param == "lite":
-        return load_config(env=env)
-    uri = request.getfixturevalue("milvus_server")
-    return load_config(overrides={"store": {"uri": uri, "collection": f"t_{tmp_path.name}"}}, env=env)
+STORES = ("lite", "server")  # each test that uses app_config runs on both (conftest)
 
 
 def all_ids(store) -> dict[str, set[str]]:

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from harness import free_port
 
+from ragserve_testkit import free_port
 from tests.deploy import promql
 from tests.integration.serving import AUTH, BASE, OFF_TOPIC, QUESTION, Served, post
 

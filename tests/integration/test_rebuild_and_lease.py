@@ -22,14 +22,7 @@ from ragserve.store.filters import DEFAULT_ACCESS
 from ragserve.store.lease import Lease, LeaseBusyError, LeaseLostError
 from ragserve.store.milvus import MilvusStore
 
-
-@pytest.fixture(params=["lite", "server"])
-def app_config(request: pytest.FixtureRequest, tmp_path: Path) -> AppConfig:
-    env = {"RAGSERVE_HOME": str(tmp_path / "home")}
-    if request.param == "lite":
-        return load_config(env=env)
-    uri = request.getfixturevalue("milvus_server")
-    return load_config(overrides={"store": {"uri": uri, "collection": f"t_{tmp_path.name}"}}, env=env)
+STORES = ("lite", "server")  # each test that uses app_config runs on both (conftest)
 
 
 class CachedEncoder:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -10,6 +10,14 @@ from ragserve import limits
 from ragserve.config import ConversationMethod
 from ragserve.store.filters import MAX_GROUPS, check_groups
 from ragserve.store.filters import Filter as StoreFilter
+
+RerankChoice = Annotated[
+    bool | None,
+    Field(
+        description="Rerank the candidates with the cross-encoder (null: when a reranker is deployed; true "
+        "without one is an error)."
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -62,11 +70,7 @@ class QueryRequest(_Strict):
         None, ge=1, le=limits.MAX_TOP_K, description="Chunks to retrieve (default from config)."
     )
     filter: Filter | None = None
-    rerank: bool | None = Field(
-        None,
-        description="Rerank the candidates with the cross-encoder (null: when a reranker is deployed; true "
-        "without one is an error).",
-    )
+    rerank: RerankChoice = None
     stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
     sampling: Sampling | None = None
 
@@ -75,11 +79,7 @@ class SearchRequest(_Strict):
     query: str = Field(..., min_length=1, max_length=limits.MAX_QUESTION_CHARS)
     top_k: int | None = Field(None, ge=1, le=limits.MAX_TOP_K)
     filter: Filter | None = None
-    rerank: bool | None = Field(
-        None,
-        description="Rerank the candidates with the cross-encoder (null: when a reranker is deployed; true "
-        "without one is an error).",
-    )
+    rerank: RerankChoice = None
 
 
 class SourceOut(BaseModel):
