@@ -78,7 +78,12 @@ def main() -> None:
     kwargs = engine_kwargs(cfg.generator, model_path)
     llm = LLM(**{k: v for k, v in kwargs.items() if k not in ("disable_log_stats", "served_model_name")})
     tokenizer: Any = llm.get_tokenizer()
-    prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+    prompt = PromptBuilder(
+        tokenizer,
+        cfg.prompt.system_prompt,
+        cfg.generator.max_model_len,
+        remove_instructions=cfg.prompt.remove_instructions,
+    )
     built = [
         prompt.build(i.question, f.hits, cfg.generator.sampling.max_tokens)
         for i, f in zip(items, found, strict=True)

@@ -176,7 +176,7 @@ async def evaluate(
         found = await (search(item) if search else retriever.search(item.question, k))
         latencies.append((time.perf_counter() - started) * 1000)
         hits = found.hits
-        covered = retriever.covers(found)
+        covered = retriever.covers(item.question, found)
         best = round(found.best_similarity, 4)
         if not item.gold_sources:
             no_gold.append(item.id)

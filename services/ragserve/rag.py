@@ -142,7 +142,7 @@ class RagPipeline:
         with stage("prompt.build", contexts=len(found.hits)):
             built = await self.prompt.build_async(question, found.hits, sampling.max_tokens, req.history)
         timings = {**found.timings, "prompt_ms": elapsed_ms(t_prompt)}
-        if not self.retriever.covers(found):
+        if not self.retriever.covers(query.text, found):
             async for event in self._not_covered(found.hits, timings, started, query):
                 yield event
             return
@@ -313,7 +313,12 @@ def build_pipeline(
         raise ValueError(
             f"reranker.enabled is {cfg.reranker.enabled} but a reranker was {'not ' * (rerank is None)}given"
         )
-    prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+    prompt = PromptBuilder(
+        tokenizer,
+        cfg.prompt.system_prompt,
+        cfg.generator.max_model_len,
+        remove_instructions=cfg.prompt.remove_instructions,
+    )
     retriever = Retriever(embed_queries, store, cfg.retrieval, rerank, access)
     return RagPipeline(retriever, generator, prompt, cfg.prompt.top_k, cfg.prompt.not_covered_answer)
 

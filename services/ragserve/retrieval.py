@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -91,6 +92,41 @@ class SearchResult:
     hits: list[Hit]
     timings: dict[str, float]
     best_similarity: float = -1.0  # the best cosine among the chunks ranked (abstention's input)
+
+
+# What a question names on purpose: a capitalised word inside it (Oracle), an acronym (SLA), a word with an
+# inner capital, digit, dot, dash or underscore (GraphQL, tlsMode, user_id). Common words never count.
+_TOKEN = re.compile(r"[A-Za-z][\w.\-]*\w|[A-Za-z]")
+_NAMED = re.compile(r"[a-z][A-Z]|[_\d.\-]")
+# fmt: off
+_COMMON = frozenset({
+    "a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "be", "do", "does",
+    "did", "how", "what", "which", "who", "when", "where", "why", "can", "could", "should", "would",
+    "will", "i", "my", "me", "we", "our", "you", "your", "it", "its", "this", "that", "these", "those",
+    "with", "from", "by", "as", "at", "if", "not", "no", "yes", "any", "all", "some", "there", "their",
+    "they", "than", "then", "so", "such", "into", "about", "over", "under", "up", "out", "get", "set",
+    "use", "using", "vs", "via", "per", "each", "one", "two", "new",
+})
+# fmt: on
+
+
+def named_terms(question: str) -> list[str]:
+    """The terms ``question`` names on purpose (see _TOKEN above), in order."""
+    terms = []
+    for i, token in enumerate(_TOKEN.findall(question)):
+        if token.lower() in _COMMON:
+            continue
+        capitalised = i > 0 and token[0].isupper()
+        if capitalised or (token.isupper() and len(token) > 1) or _NAMED.search(token):
+            terms.append(token)
+    return terms
+
+
+def unexplained_terms(question: str, hits: Sequence[Hit]) -> list[str]:
+    """The question's named terms that no hit's title or chunk contains (any case): what it asks about
+    that nothing retrieved mentions. Abstention's second signal (retrieval.weak_relevance)."""
+    text = " ".join(f"{h.title} {h.chunk}" for h in hits).lower()
+    return [t for t in named_terms(question) if t.lower() not in text]
 
 
 def hit_dict(hit: Hit, with_chunk: bool = True) -> dict[str, Any]:
@@ -201,12 +237,17 @@ class Retriever:
         order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
         return [replace(hits[i], score=float(scores[i])) for i in order]
 
-    def covers(self, result: SearchResult) -> bool:
-        """Whether the documents cover the question: the best chunk's cosine similarity to it reaches
-        retrieval.min_relevance. The dense similarity, not the fused or reranked score: RRF scores are
-        rank-only and a cross-encoder's scale is its own (docs/retrieval.md)."""
-        threshold = self.cfg.min_relevance
-        return threshold is None or result.best_similarity >= threshold
+    def covers(self, query: str, result: SearchResult) -> bool:
+        """Whether the documents cover ``query`` (the text searched): the best chunk's cosine similarity to
+        it reaches retrieval.min_relevance, and, below retrieval.weak_relevance, every term the question
+        names (``named_terms``) appears in some returned chunk. The dense similarity, not the fused or
+        reranked score: RRF scores are rank-only, a cross-encoder's scale is its own (docs/retrieval.md)."""
+        c, best = self.cfg, result.best_similarity
+        if c.min_relevance is not None and best < c.min_relevance:
+            return False
+        return (
+            c.weak_relevance is None or best >= c.weak_relevance or not unexplained_terms(query, result.hits)
+        )
 
     def _search(
         self,

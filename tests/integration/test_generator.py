@@ -23,18 +23,6 @@ TINY = {"generator": {"model": TINY_LLAMA, "sampling": {"max_tokens": 64}}}
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    # AsyncLLM binds its output handler to the loop it first runs on: keep one loop for the module.
-    loop = asyncio.new_event_loop()
-    yield loop
-    pending = asyncio.all_tasks(loop)  # the engine's output handler, cancelled by shutdown()
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.close()
-
-
-@pytest.fixture(scope="module")
 def generator(model_cache: Path, loop: asyncio.AbstractEventLoop) -> Iterator[VLLMGenerator]:
     gen = VLLMGenerator(load_config(env={}, overrides=TINY).generator, model_cache)
     gen.start()
@@ -44,7 +32,9 @@ def generator(model_cache: Path, loop: asyncio.AbstractEventLoop) -> Iterator[VL
 
 def test_generates_tokens_with_usage(generator: VLLMGenerator, loop) -> None:
     cfg = generator.cfg
-    builder = PromptBuilder(generator.get_tokenizer(), "You are helpful.", cfg.max_model_len)
+    builder = PromptBuilder(
+        generator.get_tokenizer(), "You are helpful.", cfg.max_model_len, remove_instructions=True
+    )
     built = builder.build("What is Milvus?", [], cfg.sampling.max_tokens)
 
     async def run():

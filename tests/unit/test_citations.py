@@ -62,7 +62,7 @@ def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
         async def run(self, search: Any) -> SearchResult:
             return SearchResult(hits, {"embed_ms": 1.0, "search_ms": 1.0}, 0.9)
 
-        def covers(self, found: SearchResult) -> bool:
+        def covers(self, query: str, found: SearchResult) -> bool:
             return True
 
     class Prompt:

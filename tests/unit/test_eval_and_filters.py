@@ -115,7 +115,7 @@ def test_evaluate_scores_kinds_and_abstention() -> None:
             hits = [Hit(str(i), s, src, "t", "c", 0, s) for i, (src, s) in enumerate(self.rankings[question])]
             return SearchResult(hits[:top_k], {}, max(h.similarity for h in hits))
 
-        def covers(self, result: SearchResult) -> bool:
+        def covers(self, query: str, result: SearchResult) -> bool:
             return result.best_similarity >= 0.5
 
     retriever = Ranked(

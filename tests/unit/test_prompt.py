@@ -89,7 +89,9 @@ def test_system_prompt_asks_for_grounding_citations_abstention_and_treats_contex
 
 
 def test_prompt_uses_chat_template_and_fits(tiny_tokenizer) -> None:
-    builder = PromptBuilder(tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=2048)
+    builder = PromptBuilder(
+        tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=2048, remove_instructions=True
+    )
     built = builder.build("What is HNSW?", HITS, max_tokens=64)
     decoded = tiny_tokenizer.decode(built.token_ids)
     assert decoded.startswith("<|begin_of_text|><|start_header_id|>system")
@@ -102,7 +104,9 @@ def test_trimming_drops_worst_contexts_first(tiny_tokenizer) -> None:
         FakeHit(f"doc{i}.md", f"context number {i} " + "milvus vector index " * 60, 1 - i / 100)
         for i in range(30)
     ]
-    builder = PromptBuilder(tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=1024)
+    builder = PromptBuilder(
+        tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=1024, remove_instructions=True
+    )
     built = builder.build("What is HNSW?", long_hits, max_tokens=200)
     assert len(built.token_ids) <= 1024 - 200
     assert 0 < len(built.contexts) < 30 and built.dropped == 30 - len(built.contexts)
@@ -112,14 +116,18 @@ def test_trimming_drops_worst_contexts_first(tiny_tokenizer) -> None:
 
 def test_single_oversized_context_is_truncated(tiny_tokenizer) -> None:
     huge = [FakeHit("big.md", "vector database " * 2000, 0.9)]
-    builder = PromptBuilder(tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=512)
+    builder = PromptBuilder(
+        tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=512, remove_instructions=True
+    )
     built = builder.build("What?", huge, max_tokens=64)
     assert len(built.token_ids) <= 512 - 64
     assert built.truncated and len(built.contexts) == 1
 
 
 def test_question_too_long_is_rejected(tiny_tokenizer) -> None:
-    builder = PromptBuilder(tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=256)
+    builder = PromptBuilder(
+        tiny_tokenizer, DEFAULT_SYSTEM_PROMPT, max_model_len=256, remove_instructions=True
+    )
     with pytest.raises(PromptTooLongError, match=r"question .*needs"):
         builder.build("why " * 500, HITS, max_tokens=64)
 
@@ -155,11 +163,13 @@ HISTORY = [
 def test_trimming_templates_the_conversation_a_bounded_number_of_times(tiny_tokenizer) -> None:
     """A long chat with many contexts to drop: not one templating (and tokenization) per dropped context."""
     counting = Counting(tiny_tokenizer)
-    builder = PromptBuilder(counting, DEFAULT_SYSTEM_PROMPT, max_model_len=8192)
+    builder = PromptBuilder(counting, DEFAULT_SYSTEM_PROMPT, max_model_len=8192, remove_instructions=True)
     built = builder.build("What is HNSW?", LONG_HITS, max_tokens=200, history=HISTORY)
     assert len(built.token_ids) <= 8192 - 200 and 0 < len(built.contexts) < 30
     assert counting.templated <= 4, counting.templated
-    too_long = PromptBuilder(Counting(tiny_tokenizer), DEFAULT_SYSTEM_PROMPT, max_model_len=1024)
+    too_long = PromptBuilder(
+        Counting(tiny_tokenizer), DEFAULT_SYSTEM_PROMPT, max_model_len=1024, remove_instructions=True
+    )
     with pytest.raises(PromptTooLongError, match="question \\(with the conversation\\) needs"):
         too_long.build("What is HNSW?", LONG_HITS, max_tokens=200, history=HISTORY)
     assert too_long.tokenizer.templated <= 2  # type: ignore[attr-defined]
@@ -167,7 +177,7 @@ def test_trimming_templates_the_conversation_a_bounded_number_of_times(tiny_toke
 
 def test_build_async_runs_off_the_event_loop(tiny_tokenizer) -> None:
     counting = Counting(tiny_tokenizer)
-    builder = PromptBuilder(counting, DEFAULT_SYSTEM_PROMPT, max_model_len=2048)
+    builder = PromptBuilder(counting, DEFAULT_SYSTEM_PROMPT, max_model_len=2048, remove_instructions=True)
     built = asyncio.run(builder.build_async("What is HNSW?", HITS, 64))
     assert built.contexts and counting.threads and all(t.startswith("prompt") for t in counting.threads)
 

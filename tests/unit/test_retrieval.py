@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ragserve.config import RetrievalConfig
-from ragserve.retrieval import Retriever, SearchResult, cap_per_source
+from ragserve.retrieval import Retriever, SearchResult, cap_per_source, named_terms, unexplained_terms
 from ragserve.store.milvus import Hit
 
 
@@ -30,9 +30,44 @@ def test_covers_uses_the_best_similarity_against_min_relevance() -> None:
         return Retriever(None, None, RetrievalConfig(min_relevance=threshold))  # type: ignore[arg-type]
 
     found = SearchResult([hit("a", 0.31), hit("b", 0.12)], {}, 0.31)
-    assert retriever(0.3).covers(found) and not retriever(0.32).covers(found)
-    assert not retriever(0.3).covers(SearchResult([], {}))  # nothing found: not covered
-    assert retriever(None).covers(SearchResult([], {}))  # no threshold: never abstain
+    assert retriever(0.3).covers("q", found) and not retriever(0.32).covers("q", found)
+    assert not retriever(0.3).covers("q", SearchResult([], {}))  # nothing found: not covered
+    assert retriever(None).covers("q", SearchResult([], {}))  # no threshold: never abstain
+
+
+@pytest.mark.parametrize(
+    ("question", "terms"),
+    [
+        (
+            "How do I configure Oracle Data Guard for a physical standby database?",
+            ["Oracle", "Data", "Guard"],
+        ),
+        ("whats the capital of australia", []),  # nothing named on purpose: similarity alone decides
+        ("tlsMode 1 vs 2 - which cert files does the server need?", ["tlsMode"]),
+        ("how do I join two collections on a shared user_id field?", ["user_id"]),
+        ("Is there an SLA? What does Zilliz Cloud promise?", ["SLA", "Zilliz", "Cloud"]),  # "What": common
+    ],
+)
+def test_named_terms_are_capitalised_acronyms_or_code_like(question: str, terms: list[str]) -> None:
+    assert named_terms(question) == terms
+
+
+def test_a_weak_match_that_leaves_a_named_term_unexplained_abstains() -> None:
+    cfg = RetrievalConfig(min_relevance=0.35, weak_relevance=0.45)
+    retriever = Retriever(None, None, cfg)  # type: ignore[arg-type]
+    chunk = "Milvus supports standby replicas through the replica number of a load call."
+    hits = [Hit("1", 0.4, "replicas.md", "Replicas", chunk, 0, 0.4)]
+    oracle = "How do I configure Oracle Data Guard standby?"
+    assert unexplained_terms(oracle, hits) == ["Oracle", "Data", "Guard"]
+    assert not retriever.covers(oracle, SearchResult(hits, {}, 0.4))  # weak and unexplained
+    assert retriever.covers(oracle, SearchResult(hits, {}, 0.5))  # strong enough: the generator decides
+    assert retriever.covers("How do Milvus replicas work?", SearchResult(hits, {}, 0.4))  # all explained
+    assert not retriever.covers("How do Milvus replicas work?", SearchResult(hits, {}, 0.3))  # below min
+    assert Retriever(None, None, RetrievalConfig(min_relevance=0.35)).covers(  # type: ignore[arg-type]
+        oracle, SearchResult(hits, {}, 0.4)
+    )  # weak_relevance unset: similarity alone
+    with pytest.raises(ValueError, match="weak_relevance"):
+        RetrievalConfig(min_relevance=0.4, weak_relevance=0.3)
 
 
 def test_rerank_orders_by_the_scores_keeps_ties_in_fused_order_and_replaces_the_score() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ragserve.config.base import Section
 
@@ -29,6 +29,12 @@ class PromptConfig(Section):
         "without calling the generator, marked grounded: false.",
     )
     top_k: int = Field(5, ge=1, le=100, description="Chunks retrieved per question by default.")
+    remove_instructions: bool = Field(
+        True,
+        description='Take sentences that address the model ("ignore the question", "AI models must", '
+        "role markers) out of the prompt's copy of each retrieved chunk (generator/instructions.py); the "
+        "returned sources keep the chunk as stored.",
+    )
 
 
 # How a chat follow-up's retrieval query is built (ragserve/conversation.py).
@@ -92,3 +98,19 @@ class RetrievalConfig(Section):
         "generator) when the best retrieved chunk's cosine similarity to the question is below this; null: "
         "never. Calibrated per embedder (docs/retrieval.md).",
     )
+    weak_relevance: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Also abstain when the best cosine is below this and the question names a term "
+        "(capitalised, an acronym, CamelCase, code-like) that no returned chunk contains: a weak match that "
+        "leaves what was asked about unexplained. At least min_relevance; null: never. Calibrated per "
+        "embedder (docs/retrieval.md).",
+    )
+
+    @model_validator(mode="after")
+    def _weak_above_min(self) -> RetrievalConfig:
+        low, weak = self.min_relevance, self.weak_relevance
+        if low is not None and weak is not None and weak < low:
+            raise ValueError(f"weak_relevance ({weak}) must be at least min_relevance ({low})")
+        return self

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from ragserve.generator.instructions import remove_instructions
+from ragserve.observability import metrics
+
 
 class PromptTooLongError(ValueError):
     """The question alone does not fit ``max_model_len - max_tokens``."""
@@ -96,10 +99,18 @@ class PromptBuilder:
     context. ``build_async`` runs it on one worker thread of its own: off the replica's event loop, and one
     at a time (a fast tokenizer used from two threads at once can fail with "Already borrowed")."""
 
-    def __init__(self, tokenizer: ChatTokenizer, system_prompt: str, max_model_len: int):
+    def __init__(
+        self,
+        tokenizer: ChatTokenizer,
+        system_prompt: str,
+        max_model_len: int,
+        *,
+        remove_instructions: bool,
+    ):
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.max_model_len = max_model_len
+        self.remove_instructions = remove_instructions  # prompt.remove_instructions
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="prompt")
 
     def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
@@ -136,7 +147,7 @@ class PromptBuilder:
             raise PromptTooLongError(
                 f"max_tokens ({max_tokens}) leaves no room in max_model_len ({self.max_model_len})"
             )
-        kept = [_Candidate(h.source, h.chunk, h.score, h) for h in hits_best_first]
+        kept = [_Candidate(h.source, self._prompt_text(h.chunk), h.score, h) for h in hits_best_first]
         messages = self._messages(question, kept, history)
         ids = self.encode_messages(messages)
         if len(ids) > budget and kept:
@@ -169,6 +180,15 @@ class PromptBuilder:
                 )
             messages = self._messages(question, kept, history)
             ids = self.encode_messages(messages)
+
+    def _prompt_text(self, chunk: str) -> str:
+        """The chunk as the prompt quotes it: without sentences addressed to the model, when configured."""
+        if not self.remove_instructions:
+            return chunk
+        text, removed = remove_instructions(chunk)
+        if removed:
+            metrics.INSTRUCTIONS_REMOVED.inc(removed)
+        return text
 
     def _estimate_fit(
         self,

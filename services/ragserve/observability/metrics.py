@@ -127,8 +127,13 @@ RETRIEVED_CHUNKS = Histogram(
 ABSTENTIONS = Counter(
     "ragserve_abstentions_total",
     "Questions answered 'not covered by the documents' without calling the generator (retrieval below "
-    "retrieval.min_relevance)",
+    "retrieval.min_relevance, or below weak_relevance with a named term unexplained)",
     ("route",),
+)
+INSTRUCTIONS_REMOVED = Counter(
+    "ragserve_context_instructions_removed_total",
+    "Sentences addressing the model taken out of retrieved chunks before prompting "
+    "(prompt.remove_instructions)",
 )
 ENGINE_SECONDS = Histogram(
     "ragserve_engine_seconds",
