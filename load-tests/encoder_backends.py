@@ -47,7 +47,7 @@ def encoders(home: Path, backends: list[str]) -> dict[str, Any]:
 
     out = {}
     for b in backends:  # the first load of an exported backend writes its export into the private home
-        cfg = load_config(env={**os.environ, "RAGSERVE_HOME": str(home), "RAGSERVE__EMBEDDER__BACKEND": b})
+        cfg = load_config(env={**os.environ, **backend_env(home, b)})
         out[b] = Encoder(cfg.embedder)
     return out
 
@@ -108,8 +108,17 @@ def encode_rates(encs: dict[str, Any], queries: list[str], texts: list[str], rou
     return out
 
 
+def backend_env(home: Path, backend: str) -> dict[str, str]:
+    """``backend`` for documents and questions alike (the local profile sends questions through onnx)."""
+    return {
+        "RAGSERVE_HOME": str(home),
+        "RAGSERVE__EMBEDDER__BACKEND": backend,
+        "RAGSERVE__EMBEDDER__QUERY_BACKEND": backend,
+    }
+
+
 def ragserve(home: Path, backend: str, *args: str) -> tuple[float, dict[str, Any]]:
-    env = {**os.environ, "RAGSERVE_HOME": str(home), "RAGSERVE__EMBEDDER__BACKEND": backend}
+    env = {**os.environ, **backend_env(home, backend)}
     t0 = time.perf_counter()
     run = subprocess.run(
         [sys.executable, "-m", "ragserve.cli", *args, "--json"], env=env, capture_output=True, text=True

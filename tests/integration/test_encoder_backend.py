@@ -3,6 +3,7 @@ backend's vectors against sentence-transformers on torch."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,22 @@ def test_reranker_backend_scores_match_torch(home: Path, backend: str, atol: flo
     if atol is not None:
         np.testing.assert_allclose(got, expected, atol=atol)
     assert list(home.glob("models/rerankers/*/onnx/model.onnx"))
+
+
+def test_the_embedder_runs_questions_on_query_backend_and_documents_on_backend(home: Path) -> None:
+    """The local profile: questions through the fp32 export, documents through torch (loaded at first use),
+    the same vectors either way."""
+    from ragserve.embedder.deployment import EmbedderDeployment
+
+    cfg = load_config(env={"RAGSERVE_HOME": str(home)}).embedder
+    assert (cfg.backend, cfg.query_backend) == ("torch", "onnx")
+    replica = EmbedderDeployment(cfg)
+    assert replica.encoder.backend == "onnx" and replica._documents is None  # torch not loaded yet
+
+    async def both() -> tuple[np.ndarray, np.ndarray]:
+        return await replica.embed_queries(TEXTS[:2]), await replica.embed_documents(TEXTS[:2])
+
+    questions, documents = asyncio.run(both())
+    assert replica._documents is not None and replica._documents.backend == "torch"
+    np.testing.assert_allclose(questions, documents, atol=1e-5)
+    assert replica.info() == {"model": cfg.model, "dim": questions.shape[1]}

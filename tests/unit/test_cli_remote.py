@@ -16,7 +16,6 @@ import pytest
 
 from ragserve import cli
 from ragserve.cli.output import print_hits
-from ragserve.cli.wiring import query_encoder_config
 from ragserve.config import load_config
 from ragserve.observability.logging import Console
 
@@ -209,11 +208,13 @@ def test_url_imports_none_of_the_model_or_milvus_stack(server: Scripted) -> None
     assert not {"ragserve.config", "ragserve.rag", "ragserve.cli.commands"} & imported
 
 
-def test_a_one_off_cpu_query_uses_the_onnx_export_of_the_configured_torch_model() -> None:
-    cfg = load_config(env={})
-    assert cfg.embedder.backend == "torch" and cfg.embedder.device == "cpu"  # the local profile
-    assert query_encoder_config(cfg).backend == "onnx"
-    assert query_encoder_config(cfg).model == cfg.embedder.model
-    for other in ({"device": "cuda"}, {"backend": "onnx-int8"}, {"backend": "openvino"}):
-        changed = cfg.model_copy(update={"embedder": cfg.embedder.model_copy(update=other)})
-        assert query_encoder_config(changed) == changed.embedder  # kept as configured
+def test_questions_run_on_the_query_backend_and_documents_on_the_backend() -> None:
+    e = load_config(env={}).embedder
+    assert (e.backend, e.query_backend, e.device) == ("torch", "onnx", "cpu")  # the local profile
+    assert e.for_queries().backend == "onnx" and e.for_queries().model == e.model
+    assert e.for_queries().export_dir == e.export_dir
+    for same in ({"query_backend": None}, {"query_backend": "torch"}):
+        assert e.model_copy(update=same).for_queries().backend == "torch"
+    with pytest.raises(ValueError, match="query_backend 'onnx' runs on the CPU"):
+        load_config(env={}, overrides={"embedder": {"device": "cuda"}})
+    assert load_config(env={}, overrides={"embedder": {"device": "cuda", "query_backend": None}})

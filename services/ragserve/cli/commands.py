@@ -18,7 +18,6 @@ from ragserve.cli.wiring import (
     open_reranker,
     open_search,
     open_store,
-    query_encoder_config,
     start_generator,
 )
 from ragserve.observability.logging import Console
@@ -129,7 +128,7 @@ def cmd_search(cfg: AppConfig, args: argparse.Namespace, con: Console) -> int:
     where = Filter.of_sources(args.source) if args.source else None
     top_k = resolve_top_k(args.top_k, cfg.prompt.top_k)
     search = Search.checked(args.query, top_k, where, access=access)  # bad input fails before any model loads
-    embed_queries, store = open_search(cfg, query_encoder_config(cfg))
+    embed_queries, store = open_search(cfg)
     retriever = Retriever(embed_queries, store, cfg.retrieval, open_reranker(cfg), access)
     result = asyncio.run(retriever.run(search))
     hits = [hit_dict(h) for h in result.hits]

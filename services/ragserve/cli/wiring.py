@@ -51,15 +51,6 @@ def open_encoder(cfg: AppConfig, embedder: EmbedderConfig | None = None):  # -> 
         raise ModelLoadError(f"embedder model {embedder.model!r} cannot be loaded: {err}") from err
 
 
-def query_encoder_config(cfg: AppConfig) -> EmbedderConfig:
-    """The encoder config for a one-off query on the CPU: ``torch`` there becomes the model's fp32 ONNX
-    export on ONNX Runtime, the same vectors within 1e-6 (load-tests/RESULTS.md, "Encoder backends"),
-    without importing torch and sentence-transformers (5 of `ragserve search`'s 7 CPU seconds;
-    load-tests/results/cli_startup.md). The export is written once into export_dir on first use."""
-    e = cfg.embedder
-    return e.model_copy(update={"backend": "onnx"}) if e.backend == "torch" and e.device == "cpu" else e
-
-
 class DeferredEncoder:
     """``ingest``'s encoder, loaded at its first use: a wrong path or a folder with no supported files is
     reported in about a second, not after the model load (ten seconds for MiniLM on a laptop CPU)."""
@@ -82,8 +73,10 @@ class DeferredEncoder:
         return self._loaded().embed_documents(texts)
 
 
-def open_search(cfg: AppConfig, embedder: EmbedderConfig | None = None):  # -> (query embedder, MilvusStore)
-    """The embedder and the store of an existing collection, checked against each other."""
+def open_search(cfg: AppConfig):  # -> (query embedder, MilvusStore)
+    """The question encoder (``embedder.query_backend``: the local profile's fp32 ONNX export never imports
+    torch, 5 of a torch `ragserve search`'s 7 CPU seconds) and the store of an existing collection, checked
+    against each other."""
     from ragserve.retrieval import local_query_embedder
     from ragserve.store.connection import StoreError
 
@@ -94,7 +87,7 @@ def open_search(cfg: AppConfig, embedder: EmbedderConfig | None = None):  # -> (
             "run `ragserve ingest PATH` first",
             EXIT_USAGE,
         )
-    encoder = open_encoder(cfg, embedder)
+    encoder = open_encoder(cfg, cfg.embedder.for_queries())
     try:
         store.ensure_collection(encoder.dim, encoder.model_name)
     except StoreError as err:

@@ -20,8 +20,14 @@ from ragserve.observability import metrics
 
 
 class EmbedderDeployment:
+    """Questions through ``embedder.query_backend`` (``cfg.for_queries()``), documents through ``backend``;
+    one Encoder when they are the same, else the documents' one loads at its first use (POST /v1/documents
+    only: ingestion runs its own encoders)."""
+
     def __init__(self, cfg: EmbedderConfig):
-        self.encoder = Encoder(cfg)
+        self.cfg = cfg
+        self.encoder = Encoder(cfg.for_queries())
+        self._documents: Encoder | None = self.encoder if cfg.for_queries() is cfg else None
         self._queries = Batcher(self._encode_calls, cfg.max_batch_size, cfg.batch_wait_timeout_s)
 
     def info(self) -> dict[str, object]:
@@ -41,7 +47,12 @@ class EmbedderDeployment:
 
     async def embed_documents(self, texts: list[str]) -> np.ndarray:
         """A whole ingestion batch in one call (already batched by the caller)."""
-        return await asyncio.to_thread(self.encoder.embed_documents, texts)
+        return await asyncio.to_thread(self._document_encoder().embed_documents, texts)
+
+    def _document_encoder(self) -> Encoder:
+        if self._documents is None:  # on the worker thread: a model load does not block the replica's loop
+            self._documents = Encoder(self.cfg)
+        return self._documents
 
     async def check_health(self) -> None:
         await self.embed_queries(["health check"])
