@@ -68,7 +68,7 @@ def main() -> None:
     from ragserve.store.milvus import MilvusStore
 
     items = [i for f in args.files for i in load_eval_file(f) if i.answer_hint and i.gold_sources]
-    store, encoder = MilvusStore.for_app(cfg), Encoder(cfg.embedder)
+    store, encoder = MilvusStore.for_app(cfg), Encoder(cfg.embedder.for_queries())
     store.ensure_collection(encoder.dim, encoder.model_name)  # checks it and loads its schema
     retriever = Retriever(local_query_embedder(encoder), store, cfg.retrieval)
     found = [asyncio.run(retriever.search(i.question, cfg.prompt.top_k)) for i in items]

@@ -162,9 +162,14 @@ def built_prompts(cfg: Any, qs: list[str]) -> list[list[int]]:
 
     store = MilvusStore(cfg.store)
     store.load()
-    encoder = Encoder(cfg.embedder)
+    encoder = Encoder(cfg.embedder.for_queries())
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
-    builder = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+    builder = PromptBuilder(
+        tokenizer,
+        cfg.prompt.system_prompt,
+        cfg.generator.max_model_len,
+        remove_instructions=cfg.prompt.remove_instructions,
+    )
     hits = store.search(encoder.embed_queries(qs), TOP_K, access=DEFAULT_ACCESS)
     store.close()
     return [

@@ -140,7 +140,7 @@ def main() -> None:
     environment.apply(cfg)
     items = [i for f in args.files for i in load_eval_file(f) if i.answer_hint and i.gold_sources]
     items = items[: args.limit or None]
-    encoder = Encoder(cfg.embedder)
+    encoder = Encoder(cfg.embedder.for_queries())
     store = MilvusStore.for_app(cfg)
     store.ensure_collection(encoder.dim, encoder.model_name)  # checks it and loads its schema
     generator = VLLMGenerator(cfg.generator, cfg.cache_dir)

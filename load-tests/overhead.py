@@ -158,15 +158,23 @@ class BareParts:
         self.cfg = cfg
         self.lite = LiteServer(str(cfg.store.uri))  # the gRPC path the served app uses
         self.store = MilvusStore.for_app(cfg, self.lite.uri)
-        encoder = Encoder(cfg.embedder)
-        # As many torch threads as an Embedder replica gets from Ray (its num_cpus, at least one). Two
-        # threads beside the vLLM server's busy engine core oversubscribe two cores: OpenMP's waits spin,
-        # and this row's TTFT ranged 47-427 ms p50 between identical runs.
-        torch.set_num_threads(max(1, int(cfg.embedder.resources.num_cpus)))
+        # As many threads as an Embedder replica gets from Ray (its num_cpus, at least one: OMP_NUM_THREADS,
+        # which ONNX Runtime's sessions also follow). Two threads beside the vLLM server's busy engine core
+        # oversubscribe two cores: OpenMP's waits spin, and this row's TTFT ranged 47-427 ms p50 between
+        # identical runs.
+        threads = max(1, int(cfg.embedder.resources.num_cpus))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+        encoder = Encoder(cfg.embedder.for_queries())  # the questions' backend, as the Embedder runs it
         self.store.ensure_collection(encoder.dim, encoder.model_name)  # checks the schema, loads it
         self.retriever = Retriever(local_query_embedder(encoder), self.store, cfg.retrieval)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
-        self.prompt = PromptBuilder(tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+        self.prompt = PromptBuilder(
+            tokenizer,
+            cfg.prompt.system_prompt,
+            cfg.generator.max_model_len,
+            remove_instructions=cfg.prompt.remove_instructions,
+        )
 
     async def prompt_ids(self, q: str) -> tuple[list[int], dict[str, float]]:
         """The prompt's token ids, and the retrieval and prompt stages it took (ms)."""
@@ -188,11 +196,11 @@ def covered_questions(cfg: Any) -> list[str]:
     from ragserve.store.milvus import MilvusStore
 
     store = MilvusStore.for_app(cfg)
-    encoder = Encoder(cfg.embedder)
+    encoder = Encoder(cfg.embedder.for_queries())
     store.ensure_collection(encoder.dim, encoder.model_name)
     retriever = Retriever(local_query_embedder(encoder), store, cfg.retrieval)
     try:
-        return [q for q in questions() if retriever.covers(asyncio.run(retriever.search(q, TOP_K)))]
+        return [q for q in questions() if retriever.covers(q, asyncio.run(retriever.search(q, TOP_K)))]
     finally:
         store.close()
 

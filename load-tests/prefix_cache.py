@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sent = conv["messages"][:end]
             question, history = sent[-1]["content"], [dict(m) for m in sent[:-1]]
             req = RagRequest(question, sampling, turns=history)
-            found, _query = await pipeline.retrieve(req)
+            found, searched = await pipeline.retrieve(req)
             turns.append(
                 {
                     "conversation": conv["id"],
@@ -206,7 +206,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "question": question,
                     "history": history,
                     "hits": found.hits,
-                    "covered": pipeline.retriever.covers(found),
+                    "covered": pipeline.retriever.covers(searched.text, found),
                     "sources": [f"{h.source}#{h.chunk_index}" for h in found.hits],
                 }
             )

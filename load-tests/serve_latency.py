@@ -86,7 +86,7 @@ async def in_process(home: Path, n: int, c: int) -> dict[str, dict[str, float]]:
     lite = LiteServer(str(cfg.store.uri))  # same gRPC path the served app uses
     store = MilvusStore(cfg.store.model_copy(update={"uri": lite.uri}))
     store.load()
-    encoder = Encoder(cfg.embedder)
+    encoder = Encoder(cfg.embedder.for_queries())
     generator = VLLMGenerator(cfg.generator, cfg.cache_dir)
     generator.start()
     try:
