@@ -163,7 +163,7 @@ def built_prompts(cfg: Any, qs: list[str]) -> list[list[int]]:
     store = MilvusStore(cfg.store)
     store.load()
     encoder = Encoder(cfg.embedder.for_queries())
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
+    tokenizer: Any = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
     builder = PromptBuilder(
         tokenizer,
         cfg.prompt.system_prompt,
@@ -248,7 +248,7 @@ async def raw_vllm(cfg: Any, prompts: list[list[int]], n: int, c: int) -> dict[s
             res.raise_for_status()
             tokens.append(res.json()["usage"]["completion_tokens"])
 
-        result = await measure(complete, n, c)
+        result: dict[str, Any] = dict(await measure(complete, n, c))
         result["mean_completion_tokens"] = round(float(np.mean(tokens)), 1)
         result["command"] = " ".join(command)
         return result
@@ -313,7 +313,7 @@ async def served(
                 res.raise_for_status()
                 tokens.append(res.json()["usage"]["completion_tokens"])
 
-            out = {"search": await measure(search, n, c), "query": await measure(query, n, c)}
+            out: dict[str, Any] = {"search": await measure(search, n, c), "query": await measure(query, n, c)}
         out["query"]["mean_completion_tokens"] = round(float(np.mean(tokens)), 1)
         out["pool_texts_per_s"] = pool
         out["replica_torch_threads"] = replica_threads

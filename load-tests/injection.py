@@ -91,7 +91,7 @@ class Planting:
 
 
 def walkthrough_prompt(builder_cls: Any) -> Any:
-    class Walkthrough(builder_cls):  # type: ignore[misc, valid-type]
+    class Walkthrough(builder_cls):
         """The walkthrough's prompt: one user message, sources and contexts pasted as plain text."""
 
         def _messages(self, question: str, contexts: Any, history: Any) -> list[dict[str, str]]:
@@ -186,7 +186,7 @@ async def run_variants(
                 tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len, remove_instructions=removal
             )
         if attacks:
-            pipeline.retriever = Planting(pipeline.retriever, attacks)
+            pipeline.retriever = Planting(pipeline.retriever, attacks)  # type: ignore[assignment]
         t0 = time.perf_counter()
         answers = await ask_all(pipeline, items, cfg.generator.sampling)
         obeyed = [PAYLOAD.lower() in a.answer.lower() for a in answers]

@@ -222,8 +222,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8778)
     args = parser.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    rates = {
-        s: [float(r) for r in args.rates.split(",")] if args.rates else DEFAULT_RATES[s] for s in scenarios
+    rates: dict[str, list[float]] = {
+        s: [float(r) for r in args.rates.split(",")] if args.rates else [float(r) for r in DEFAULT_RATES[s]]
+        for s in scenarios
     }
 
     home = None if args.url else ingest_private(args.corpus)

@@ -168,7 +168,7 @@ class BareParts:
         encoder = Encoder(cfg.embedder.for_queries())  # the questions' backend, as the Embedder runs it
         self.store.ensure_collection(encoder.dim, encoder.model_name)  # checks the schema, loads it
         self.retriever = Retriever(local_query_embedder(encoder), self.store, cfg.retrieval)
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
+        tokenizer: Any = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
         self.prompt = PromptBuilder(
             tokenizer,
             cfg.prompt.system_prompt,

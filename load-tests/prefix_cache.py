@@ -184,7 +184,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     vconf = engine.vllm_config.cache_config
     engine_cache = {"enable_prefix_caching": vconf.enable_prefix_caching, "block_size": vconf.block_size}
     builders = {
-        name: LAYOUTS[name](tokenizer, cfg.prompt.system_prompt, cfg.generator.max_model_len)
+        name: LAYOUTS[name](
+            tokenizer,
+            cfg.prompt.system_prompt,
+            cfg.generator.max_model_len,
+            remove_instructions=cfg.prompt.remove_instructions,
+        )
         for name in args.layouts
     }
     sampling = cfg.generator.sampling

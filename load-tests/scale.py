@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 import psutil
-from harness import CORPUS, REPO, RESULTS, machine
+from harness import CORPUS, RESULTS, machine
 from pymilvus import MilvusException
 
-from ragserve.config import TINY_LLAMA, AppConfig, load_config
+from ragserve.config import AppConfig, load_config
 from ragserve.ingest.prepare import make_splitter, prepare
 from ragserve.ingest.sources import discover
 from ragserve.store.filters import DEFAULT_ACCESS
@@ -200,25 +200,13 @@ def lite_owner(tmp: Path) -> Iterator[Running]:
             proc.kill()
 
 
-class _TmpFactory:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def mktemp(self, name: str) -> Path:
-        path = Path(tempfile.mkdtemp(prefix=name, dir=self.root))
-        return path
-
-
 @contextmanager
 def milvus_server(tmp: Path) -> Iterator[Running]:
-    """The integration tests' standalone Milvus 2.3 server (their fixture's own code, called directly)."""
-    sys.path.insert(0, str(REPO))
-    # tests/integration/serving.py reads the generator tests/conftest.py picks; no generator runs here.
-    os.environ.setdefault("RAGSERVE__GENERATOR__MODEL", TINY_LLAMA)
-    from tests.integration.conftest import milvus_server as fixture
+    """The integration tests' standalone Milvus 2.3 server (ragserve_testkit.milvus_server)."""
+    from ragserve_testkit import milvus_server as server
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    with contextmanager(fixture._get_wrapped_function())(_TmpFactory(tmp)) as uri:
+    with server(Path(tempfile.mkdtemp(prefix="milvus-server", dir=tmp))) as uri:
         new = [p for p in psutil.Process().children() if p.pid not in before and "milvus" in p.name()]
         yield Running(uri, new[0], tmp)
 

@@ -75,9 +75,9 @@ def restriction(name: str) -> Iterator[None]:
     """What the store sends for ``name``: none (the filter alone), array (keys=False), else as shipped."""
     original = milvus.restricted
     if name == "none":
-        milvus.restricted = lambda access, expr="", **_: expr  # type: ignore[assignment]
+        milvus.restricted = lambda access, expr="", **_: expr
     elif name == "array":
-        milvus.restricted = lambda access, expr="", **_: original(access, expr, keys=False)  # type: ignore[assignment]
+        milvus.restricted = lambda access, expr="", **_: original(access, expr, keys=False)
     try:
         yield
     finally:

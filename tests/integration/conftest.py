@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import ragserve_testkit as testkit
 from ragserve.config import AppConfig, load_config
 from tests.integration import serving
 from tests.integration.otlp_receiver import OtlpReceiver
@@ -55,26 +56,15 @@ def encoder():
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real standalone Milvus server on 127.0.0.1 (PyPI's ``milvus`` package, 2.3.x): its URI.
-
-    Milvus 2.3 predates BM25 functions and sparse vectors, so the store gives it dense-only collections
-    (docs/retrieval.md, "Milvus servers")."""
+    """A real standalone Milvus 2.3 server on 127.0.0.1 for the session (ragserve_testkit.milvus_server): its
+    URI. Skipped where the `milvus` package is not installed; a server that does not start fails."""
     try:
-        from milvus import MilvusServer, MilvusServerConfig
-    except ImportError:
-        pytest.skip("the `milvus` package (embedded Milvus server) is not installed: pip install milvus")
-    # Free ports from 19530 / 2379 / ... upwards; but its embedded etcd's peer port is fixed (2380): one
-    # such server per machine.
-    server = MilvusServer(MilvusServerConfig(), wait_for_started=False)
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
-    server.start()
-    try:
-        server.wait_started(timeout=90_000)  # ms; polls /healthz
-    except (TimeoutError, RuntimeError) as err:
-        server.stop()
-        pytest.fail(f"Milvus server did not start ({err}); see {server.config.base_data_dir}/logs")
-    yield f"http://127.0.0.1:{server.listen_port}"
-    server.stop()
+        with testkit.milvus_server(tmp_path_factory.mktemp("milvus-server")) as uri:
+            yield uri
+    except testkit.MilvusServerUnavailable as err:
+        if not err.installed:
+            pytest.skip(str(err))
+        pytest.fail(str(err))
 
 
 @pytest.fixture()
