@@ -71,7 +71,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 	$(VENV)/bin/ruff format $(PY_SOURCES)
 
-typecheck: $(STAMP) ## mypy on services/
+typecheck: $(STAMP) ## mypy on services/ and load-tests/
 	$(VENV)/bin/mypy
 
 check: test ## alias of `make test` (lint, format and type checks are part of it)
