@@ -124,7 +124,9 @@ def named_terms(question: str) -> list[str]:
 
 def unexplained_terms(question: str, hits: Sequence[Hit]) -> list[str]:
     """The question's named terms that no hit's title or chunk contains (any case): what it asks about
-    that nothing retrieved mentions. Abstention's second signal (retrieval.weak_relevance)."""
+    that nothing retrieved mentions. Abstention's second signal (retrieval.weak_relevance). A substring
+    match, so a longer form explains a term ("REST" by "RESTful": word boundaries abstained on one of our
+    answerable questions)."""
     text = " ".join(f"{h.title} {h.chunk}" for h in hits).lower()
     return [t for t in named_terms(question) if t.lower() not in text]
 
