@@ -70,6 +70,9 @@ VARIANTS = {
     "walkthrough_held_out": ("walkthrough", False, HELD_OUT),
     "ragserve_fenced_held_out": ("ragserve", False, HELD_OUT),
     "ragserve_held_out": ("ragserve", True, HELD_OUT),
+    "walkthrough_held_out_2": ("walkthrough", False, HELD_OUT_2),
+    "ragserve_fenced_held_out_2": ("ragserve", False, HELD_OUT_2),
+    "ragserve_held_out_2": ("ragserve", True, HELD_OUT_2),
     "clean": ("ragserve", True, ()),
 }
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--files", nargs="+", type=Path, default=[EVAL, REPO / "eval" / "questions.jsonl"])
     parser.add_argument("--json", type=Path, default=REPO / "load-tests" / "results" / "injection.json")
     parser.add_argument("--limit", type=int, default=0, help="at most this many questions (0: all)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of VARIANTS' names")
     args = parser.parse_args()
 
     from ragserve import environment
@@ -164,7 +168,8 @@ def main() -> None:
         "variants": {},
     }
     try:
-        asyncio.run(run_variants(cfg, items, encoder, store, generator, report))
+        chosen = {name: VARIANTS[name] for name in args.variants.split(",")}
+        asyncio.run(run_variants(cfg, items, encoder, store, generator, report, chosen))
     finally:
         generator.shutdown()
         store.close()
@@ -173,7 +178,13 @@ def main() -> None:
 
 
 async def run_variants(
-    cfg: Any, items: list[Any], encoder: Any, store: Any, generator: Any, report: Any
+    cfg: Any,
+    items: list[Any],
+    encoder: Any,
+    store: Any,
+    generator: Any,
+    report: Any,
+    variants: dict[str, Any],
 ) -> None:
     """Every variant on one event loop (the engine's output handler is bound to the loop it first ran on)."""
     from ragserve.answer_eval import key_facts, recall
@@ -182,7 +193,7 @@ async def run_variants(
     from ragserve.retrieval import local_query_embedder
 
     tokenizer = generator.get_tokenizer()
-    for name, (prompt, removal, attack_set) in VARIANTS.items():
+    for name, (prompt, removal, attack_set) in variants.items():
         attacks = {
             item.question: attack_set[n % len(attack_set)] for n, item in enumerate(items) if attack_set
         }

@@ -30,12 +30,19 @@ _TO_THE_MODEL = re.compile(
   | (?:^|\n)\s*(?:system|assistant)\s*:\s+\w
   | \[/?INST\] | <<\s*/?SYS\s*>> | <\|\s*(?:im_start|im_end|system|user|assistant|eot_id|begin_of_text)\s*\|>
   | \b(?:reply|respond|answer)\ (?:only|solely|just)\ with\b
+  | \byour\ (?:whole|only|entire)\ (?:reply|response|answer)\b
+  | \b(?:instead\ of|rather\ than)\ (?:the|your|an?)\ (?:answer|reply|response)\b
+  | \b(?:only|correct)\ (?:valid\ |correct\ )?(?:response|reply|answer)\ (?:is|to)\b
+  | \bthe\ user\ (?:has\ changed|now\ (?:only\ )?wants|actually\ wants|wants\ you)\b
+  | \#{1,6}\ *new\ (?:task|instructions?)\b
     """,
     re.IGNORECASE | re.VERBOSE,
 )
-# A turn in a chat template's markup, opening to closing marker (or the end), goes whole.
+# A turn in a chat template's markup, opening to closing marker (or the end), goes whole; so does a fake
+# "### New task" heading with the line after it.
 _TURN = re.compile(
-    r"\[INST\].*?(?:\[/INST\]|$)|<<\s*SYS\s*>>.*?(?:<<\s*/SYS\s*>>|$)|<\|\s*im_start\s*\|>.*?(?:<\|\s*im_end\s*\|>|$)",
+    r"\[INST\].*?(?:\[/INST\]|$)|<<\s*SYS\s*>>.*?(?:<<\s*/SYS\s*>>|$)|<\|\s*im_start\s*\|>.*?(?:<\|\s*im_end\s*\|>|$)"
+    r"|\#{1,6}\ *new\ (?:task|instructions?)\b[^\n]*(?:\n[^\n]*)?",  # a fake heading and the line after it
     re.IGNORECASE | re.DOTALL,
 )
 # A sentence ends at . ! ? followed by space, or at a line break; role markers are cut out with their line.
