@@ -163,9 +163,18 @@ class BareParts:
         # oversubscribe two cores: OpenMP's waits spin, and this row's TTFT ranged 47-427 ms p50 between
         # identical runs.
         threads = max(1, int(cfg.embedder.resources.num_cpus))
-        os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
-        encoder = Encoder(cfg.embedder.for_queries())  # the questions' backend, as the Embedder runs it
+        # Set only while the encoder's session is made (it reads the variable then): the bare vLLM server
+        # this process starts next must not inherit it.
+        previous = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            encoder = Encoder(cfg.embedder.for_queries())  # the questions' backend, as the Embedder runs it
+        finally:
+            if previous is None:
+                del os.environ["OMP_NUM_THREADS"]
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         self.store.ensure_collection(encoder.dim, encoder.model_name)  # checks the schema, loads it
         self.retriever = Retriever(local_query_embedder(encoder), self.store, cfg.retrieval)
         tokenizer: Any = AutoTokenizer.from_pretrained(resolve_model(cfg.generator, cfg.cache_dir))
