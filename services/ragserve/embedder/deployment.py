@@ -7,6 +7,7 @@ Plain class: ``app.build_app`` wraps it with ``serve.deployment(**options)``; te
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +27,10 @@ class EmbedderDeployment:
 
     def __init__(self, cfg: EmbedderConfig):
         self.cfg = cfg
-        self.encoder = Encoder(cfg.for_queries())
-        self._documents: Encoder | None = self.encoder if cfg.for_queries() is cfg else None
+        questions = cfg.for_queries()
+        self.encoder = Encoder(questions)
+        self._documents: Encoder | None = self.encoder if questions is cfg else None
+        self._documents_loading = threading.Lock()  # two first POSTs at once load one model
         self._queries = Batcher(self._encode_calls, cfg.max_batch_size, cfg.batch_wait_timeout_s)
 
     def info(self) -> dict[str, object]:
@@ -47,12 +50,14 @@ class EmbedderDeployment:
 
     async def embed_documents(self, texts: list[str]) -> np.ndarray:
         """A whole ingestion batch in one call (already batched by the caller)."""
-        return await asyncio.to_thread(self._document_encoder().embed_documents, texts)
+        return await asyncio.to_thread(self._embed_documents, texts)
 
-    def _document_encoder(self) -> Encoder:
-        if self._documents is None:  # on the worker thread: a model load does not block the replica's loop
-            self._documents = Encoder(self.cfg)
-        return self._documents
+    def _embed_documents(self, texts: list[str]) -> np.ndarray:
+        """On a worker thread, so the first call's model load does not block the replica's event loop."""
+        with self._documents_loading:
+            if self._documents is None:
+                self._documents = Encoder(self.cfg)
+        return self._documents.embed_documents(texts)
 
     async def check_health(self) -> None:
         await self.embed_queries(["health check"])
