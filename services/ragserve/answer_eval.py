@@ -126,7 +126,8 @@ class AnswerRow:
     facts: list[str]
     answer: str
     grounded: bool
-    recall: float
+    recall: float  # of the whole answer, as the reader gets it (with the evidence section, if any)
+    recall_generated: float  # of the model's own text (the answer before its evidence section)
     ceiling: float
     closed_book: float | None
     cited: bool
@@ -150,14 +151,17 @@ def score_answer(
     closed_book: str | None,
     timings: dict[str, float],
     completion_tokens: int,
+    evidence_at: int | None = None,
 ) -> AnswerRow:
     """One item's row; ``contexts`` are the (source, chunk) pairs the prompt held, in returned-source order
-    (best first)."""
+    (best first); ``answer[evidence_at:]`` is its evidence section (generator/evidence.py). Citations,
+    support and loops are the model's own text's: quotes are right by construction."""
     facts = key_facts(item.answer_hint, item.question)
     sources = [s for s, _ in contexts]
     chunks = [c for _, c in contexts]
-    total, valid = citations(answer, chunks)
-    attributed = cite(answer, chunks)[0] if grounded else []
+    generated = answer if evidence_at is None else answer[:evidence_at]
+    total, valid = citations(generated, chunks)
+    attributed = cite(generated, chunks)[0] if grounded else []
     to_gold = sum(any(matches(sources[n - 1], g) for g in item.gold_sources) for n in attributed)
     return AnswerRow(
         id=item.id,
@@ -167,6 +171,7 @@ def score_answer(
         answer=answer,
         grounded=grounded,
         recall=recall(answer, facts),
+        recall_generated=recall(generated, facts),
         ceiling=recall("\n".join(chunks), facts),
         closed_book=None if closed_book is None else recall(closed_book, facts),
         cited=total > 0,
@@ -175,8 +180,8 @@ def score_answer(
         attributed=attributed,
         attributed_to_gold=to_gold,
         abstained=not grounded or abstains(answer),
-        unsupported=unsupported(answer, chunks) if grounded else 0.0,
-        loops=loops(answer),
+        unsupported=unsupported(generated, chunks) if grounded else 0.0,
+        loops=loops(generated),
         latency_ms=timings.get("total_ms", 0.0),
         ttft_ms=timings.get("ttft_ms", 0.0),
         completion_tokens=completion_tokens,
@@ -200,6 +205,7 @@ def summarize(rows: Sequence[AnswerRow]) -> dict[str, Any]:
     generated = [r for r in rows if r.grounded]
     closed = [r.closed_book for r in scored if r.closed_book is not None]
     rag, ceiling = _mean([r.recall for r in scored]), _mean([r.ceiling for r in scored])
+    model_alone = _mean([r.recall_generated for r in scored])
     n_citations = sum(r.citations for r in answerable)
     answered = [r for r in answerable if not r.abstained]
     n_attributed = sum(len(r.attributed) for r in answered)
@@ -211,6 +217,8 @@ def summarize(rows: Sequence[AnswerRow]) -> dict[str, Any]:
             "closed_book": _mean(closed) if closed else None,
             "context_ceiling": ceiling,
             "rag_over_ceiling": round(rag / ceiling, 4) if ceiling else None,
+            "model_text": model_alone,  # the answer without its evidence section
+            "model_text_over_ceiling": round(model_alone / ceiling, 4) if ceiling else None,
         },
         "answers_with_a_fact": sum(r.recall > 0 for r in scored),
         "citations": {
@@ -249,16 +257,21 @@ async def evaluate_answers(
     closed_book_prompt: str | None,
 ) -> dict[str, Any]:
     """Answer every item through ``pipeline`` (retrieval, prompt, generation) and, when
-    ``closed_book_prompt`` is given, once more with that system prompt and the question alone."""
+    ``closed_book_prompt`` is given, once more with that system prompt and the question alone. A
+    conversation's follow-up is asked as the chat API asks it: its earlier turns are the prompt's history
+    and what its retrieval query is built from (retrieval.conversation)."""
     from ragserve.rag import RagRequest
 
     rows: list[AnswerRow] = []
     for item in items:
-        answer = await pipeline.answer(RagRequest(item.question, sampling, top_k))
+        request = RagRequest(item.question, sampling, top_k, history=item.turns, turns=item.turns)
+        answer = await pipeline.answer(request)
         held = answer.sources[: len(answer.sources) - answer.contexts_dropped]
         closed = None
         if closed_book_prompt is not None and item.gold_sources:
-            closed = await _closed_book(generator, tokenizer, closed_book_prompt, item.question, sampling)
+            closed = await _closed_book(
+                generator, tokenizer, closed_book_prompt, [*item.turns, _user(item.question)], sampling
+            )
         rows.append(
             score_answer(
                 item,
@@ -268,6 +281,7 @@ async def evaluate_answers(
                 closed,
                 answer.timings,
                 answer.usage.get("completion_tokens", 0),
+                answer.evidence_at,
             )
         )
     kinds = sorted({r.kind for r in rows})
@@ -279,8 +293,14 @@ async def evaluate_answers(
     }
 
 
-async def _closed_book(generator: Any, tokenizer: Any, system: str, question: str, sampling: Any) -> str:
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+def _user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+async def _closed_book(
+    generator: Any, tokenizer: Any, system: str, chat: Sequence[dict[str, str]], sampling: Any
+) -> str:
+    messages = [{"role": "system", "content": system}, *chat]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     ids = list(tokenizer.encode(text, add_special_tokens=False))
     return "".join([d.text async for d in generator.generate(ids, sampling)])
@@ -300,7 +320,8 @@ def format_report(report: dict[str, Any]) -> list[str]:
         valid = "-" if c["valid"] is None else f"{c['valid']:.2f}"
         gold = "-" if c["sources_gold"] is None else f"{c['sources_gold']:.2f}"
         return (
-            f"{name:<12} n={r['n']:>2} scored={r['scored']:>2}  key facts: RAG {k['rag']:.2f}, closed-book "
+            f"{name:<12} n={r['n']:>2} scored={r['scored']:>2}  key facts: RAG {k['rag']:.2f} (model's text "
+            f"{k['model_text']:.2f}), closed-book "
             f"{closed}, context {k['context_ceiling']:.2f}  [n] {c['answers_citing']:.2f} (valid {valid}), "
             f"sourced {c['answers_with_a_source']:.2f} (gold {gold})  "
             f"abstained {a['unanswerable_abstained']}/{a['unanswerable']} unanswerable, "

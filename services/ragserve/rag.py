@@ -24,6 +24,7 @@ from ragserve.conversation import (
     fuse,
     rewrite_messages,
 )
+from ragserve.generator import evidence
 from ragserve.generator.citations import Citation, cite
 from ragserve.generator.engine import TextGenerator
 from ragserve.generator.prompt import PromptBuilder
@@ -99,6 +100,7 @@ class Done:
     timings: dict[str, float]
     finish_reason: str | None
     citations: list[Citation] = field(default_factory=list)  # which sentence rests on which source
+    evidence_at: int | None = None  # where the evidence section starts in the streamed text (None: none)
 
 
 Event = Retrieved | Delta | Done
@@ -114,6 +116,7 @@ class Answer:
     contexts_dropped: int = 0
     grounded: bool = True
     citations: list[Citation] = field(default_factory=list)
+    evidence_at: int | None = None  # answer[:evidence_at] is the model's text, the rest quotes the context
 
 
 class RagPipeline:
@@ -124,12 +127,14 @@ class RagPipeline:
         prompt: PromptBuilder,
         top_k: int,
         not_covered_answer: str,  # prompt.not_covered_answer
+        evidence_quotes: int = 0,  # prompt.evidence_quotes
     ):
         self.retriever = retriever
         self.generator = generator
         self.prompt = prompt
         self.top_k = top_k
         self.not_covered_answer = not_covered_answer
+        self.evidence_quotes = evidence_quotes
 
     async def stream(self, req: RagRequest) -> AsyncIterator[Event]:
         """Yield Retrieved, a Delta per generated piece, then Done. ``req`` checked itself when built; a
@@ -174,6 +179,14 @@ class RagPipeline:
                 span.set_attribute("completion_tokens", completion_tokens)
         finally:
             await deltas.aclose()  # aborts the request if the caller stopped reading
+        text = "".join(pieces)
+        held = [h.chunk for h in reversed(built.contexts)]  # what the prompt held, by source number
+        found_citations = cite(text, held)
+        quotes = self._evidence(query.text, text, held)  # a follow-up: what it means (conversation.py)
+        if quotes:
+            section, spans = evidence.render(quotes)
+            yield Delta(section)
+            found_citations += _quoted(quotes, spans, len(text))
         timings.update(generate_ms=elapsed_ms(t_gen), ttft_ms=ttft_ms or 0.0, total_ms=elapsed_ms(started))
         _engine_share(timings, engine)
         usage = {
@@ -184,8 +197,14 @@ class RagPipeline:
         metrics.observe_stages(timings, ("prompt", "generate"))
         metrics.TOKENS.inc(usage["prompt_tokens"], direction="in")
         metrics.TOKENS.inc(completion_tokens, direction="out")
-        held = [h.chunk for h in reversed(built.contexts)]  # what the prompt held, by source number
-        yield Done(usage, timings, finish, cite("".join(pieces), held))
+        yield Done(usage, timings, finish, found_citations, len(text) if quotes else None)
+
+    def _evidence(self, query: str, answer: str, held: list[str]) -> list[evidence.Quote]:
+        """Quotes for the evidence section: none when off, or when the model said the context does not
+        cover the question."""
+        if not self.evidence_quotes or self.not_covered_answer.rstrip(".").lower() in answer.lower():
+            return []
+        return evidence.select(query, answer, held, self.evidence_quotes)
 
     async def _not_covered(
         self, hits: list[Hit], timings: dict[str, float], started: float, query: RetrievalQuery
@@ -291,6 +310,7 @@ class RagPipeline:
             retrieved.contexts_dropped,
             retrieved.grounded,
             done.citations,
+            done.evidence_at,
         )
 
 
@@ -320,7 +340,22 @@ def build_pipeline(
         remove_instructions=cfg.prompt.remove_instructions,
     )
     retriever = Retriever(embed_queries, store, cfg.retrieval, rerank, access)
-    return RagPipeline(retriever, generator, prompt, cfg.prompt.top_k, cfg.prompt.not_covered_answer)
+    return RagPipeline(
+        retriever,
+        generator,
+        prompt,
+        cfg.prompt.top_k,
+        cfg.prompt.not_covered_answer,
+        cfg.prompt.evidence_quotes,
+    )
+
+
+def _quoted(quotes: Sequence[evidence.Quote], spans: Sequence[tuple[int, int]], at: int) -> list[Citation]:
+    """A ``quoted`` citation for each line of the evidence section, which starts at ``at``."""
+    return [
+        Citation(at + start, at + end, (q.source,), "quoted")
+        for q, (start, end) in zip(quotes, spans, strict=True)
+    ]
 
 
 def _engine_share(timings: dict[str, float], engine: dict[str, float]) -> None:
@@ -351,4 +386,6 @@ async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
     lead = len(text) - len(text.lstrip())
     if lead:
         done.citations = [replace(c, start=c.start - lead, end=c.end - lead) for c in done.citations]
+        if done.evidence_at is not None:
+            done.evidence_at -= lead
     return text.strip(), done

@@ -70,6 +70,8 @@ def test_a_report_puts_rag_beside_closed_book_and_the_ceiling() -> None:
         "closed_book": 0.0,
         "context_ceiling": 1.0,
         "rag_over_ceiling": 1.0,
+        "model_text": 1.0,
+        "model_text_over_ceiling": 1.0,
     }
     assert report["citations"] == {
         "answers_citing": 1.0,
@@ -78,3 +80,18 @@ def test_a_report_puts_rag_beside_closed_book_and_the_ceiling() -> None:
         "sources_gold": 1.0,
     }
     assert report["abstention"] == {"unanswerable": 1, "unanswerable_abstained": 1, "answerable_abstained": 0}
+
+
+def test_the_models_text_is_scored_apart_from_its_evidence_section() -> None:
+    """The quotes' facts count for the answer as read, not for the model's text; their [n] are not the
+    model's marks."""
+    from ragserve.generator.evidence import Quote, render
+
+    item = EvalItem("q1", "Which index does Milvus Lite use?", ["lite.md"], "factual", "Only `FLAT`.")
+    held = [("about/lite.md", "Lite supports only FLAT.")]
+    model_text = "Lite has a single index type."
+    answer = model_text + render([Quote("Lite supports only FLAT.", 1)])[0]
+    row = score_answer(item, answer, held, True, None, {}, 5, evidence_at=len(model_text))
+    assert (row.recall, row.recall_generated, row.citations, row.cited) == (1.0, 0.0, 0, False)
+    whole = score_answer(item, answer, held, True, None, {}, 5)  # without the split: the quote's mark counts
+    assert (whole.recall_generated, whole.citations) == (1.0, 1)

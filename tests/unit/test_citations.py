@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ragserve.generator.citations import Citation, cite, sentence_spans
 
 CHUNKS = [
@@ -40,10 +42,10 @@ def test_nothing_is_cited_without_sources_and_spans_serialize_for_the_api() -> N
     assert c.as_dict() == {"start": 0, "end": 5, "sources": [2], "by": "attributed"}
 
 
-def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
-    """Through the pipeline: spans computed on the streamed text index the stripped answer as returned."""
+def _answer(streamed: list[str], evidence_quotes: int = 0, question: str = "Which index?") -> Any:
+    """The pipeline's answer when the model streams ``streamed`` over CHUNKS (fakes for the retriever,
+    the prompt and the engine: the code under test is the pipeline's handling of the text)."""
     import asyncio
-    from typing import Any
 
     from ragserve.config import RetrievalConfig, SamplingConfig
     from ragserve.generator.engine import GenerationDelta
@@ -54,7 +56,6 @@ def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
     from ragserve.store.milvus import Hit
 
     hits = [Hit(f"c{i}", 0.9, f"doc{i}.md", "", chunk, 0, 0.9) for i, chunk in enumerate(CHUNKS)]
-    streamed = ["\n ", "Milvus Lite supports only ", "the FLAT index type. ", "Strong [2]."]
 
     class Retriever:
         cfg = RetrievalConfig()
@@ -81,10 +82,44 @@ def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
 
             return Deltas()
 
-    pipeline = RagPipeline(Retriever(), Generator(), Prompt(), 5, "not covered")  # type: ignore[arg-type]
-    answer = asyncio.run(pipeline.answer(RagRequest("Which index?", SamplingConfig(), access=DEFAULT_ACCESS)))
+    pipeline = RagPipeline(
+        Retriever(),  # type: ignore[arg-type]
+        Generator(),  # type: ignore[arg-type]
+        Prompt(),  # type: ignore[arg-type]
+        5,
+        "The documents do not cover this question.",
+        evidence_quotes,
+    )
+    return asyncio.run(pipeline.answer(RagRequest(question, SamplingConfig(), access=DEFAULT_ACCESS)))
+
+
+def test_an_answer_carries_the_citations_of_its_text_as_returned() -> None:
+    """Through the pipeline: spans computed on the streamed text index the stripped answer as returned."""
+    answer = _answer(["\n ", "Milvus Lite supports only ", "the FLAT index type. ", "Strong [2]."])
     assert answer.answer == "Milvus Lite supports only the FLAT index type. Strong [2]."
     assert [(answer.answer[c.start : c.end], c.sources, c.by) for c in answer.citations] == [
         ("Milvus Lite supports only the FLAT index type.", (1,), "attributed"),
         ("Strong [2].", (2,), "model"),
     ]
+    assert answer.evidence_at is None  # evidence_quotes 0: none
+
+
+def test_the_evidence_section_follows_the_models_text_with_quoted_citations() -> None:
+    answer = _answer(
+        ["\n ", "It is Bounded."], evidence_quotes=2, question="Which consistency level by default?"
+    )
+    model_text = "It is Bounded."
+    assert answer.answer.startswith(model_text) and answer.answer[: answer.evidence_at] == model_text
+    quoted = [c for c in answer.citations if c.by == "quoted"]
+    assert [(answer.answer[c.start : c.end], c.sources) for c in quoted] == [
+        (
+            '- "The default consistency level is Bounded staleness; Strong, Session and Eventually also '
+            'exist." [2]',
+            (2,),
+        ),
+    ]  # the only sentence holding the question's words (consistency, level, default); spans after the strip
+
+
+def test_an_answer_that_abstains_gets_no_evidence() -> None:
+    answer = _answer(["The documents do not cover this question."], evidence_quotes=3)
+    assert answer.answer == "The documents do not cover this question." and answer.evidence_at is None

@@ -35,6 +35,15 @@ class PromptConfig(Section):
         "role markers) out of the prompt's copy of each retrieved chunk (generator/instructions.py); the "
         "returned sources keep the chunk as stored.",
     )
+    evidence_quotes: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="After a grounded answer, quote up to this many context sentences that match the "
+        'question best, each with its source number ("From the sources:", generator/evidence.py), for a '
+        "model that paraphrases facts away; sentences the answer already says are skipped, and an answer "
+        "that abstains gets none. 0: off.",
+    )
 
 
 # How a chat follow-up's retrieval query is built (ragserve/conversation.py).

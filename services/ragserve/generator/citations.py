@@ -29,6 +29,9 @@ STOPWORDS = frozenset(
 )
 MIN_SHARE = 0.5  # of a sentence's content words found in the chunk it is attributed to
 MIN_WORDS = 2  # shorter sentences ("Yes.") are attributed to nothing
+# How a citation was made: the model's own marks, attribution after generation, or a quote of the context
+# appended after the answer (generator/evidence.py).
+CitedBy = Literal["model", "attributed", "quoted"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Citation:
     start: int
     end: int
     sources: tuple[int, ...]
-    by: Literal["model", "attributed"]  # the model's own marks, or attribution after generation
+    by: CitedBy
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "sources": list(self.sources)}

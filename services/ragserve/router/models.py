@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from ragserve import limits
 from ragserve.config import ConversationMethod
+from ragserve.generator.citations import CitedBy
 from ragserve.store.filters import MAX_GROUPS, check_groups
 from ragserve.store.filters import Filter as StoreFilter
 
@@ -100,9 +101,10 @@ class CitationOut(BaseModel):
     start: int = Field(description="Where the sentence starts in `answer` (characters).")
     end: int = Field(description="Where it ends (exclusive).")
     sources: list[int] = Field(description="1-based numbers in `sources` the sentence rests on.")
-    by: Literal["model", "attributed"] = Field(
+    by: CitedBy = Field(
         description="`model`: the answer's own [n] marks; `attributed`: matched after generation to the "
-        "source chunk holding most of the sentence's words (generator/citations.py)."
+        "source chunk holding most of the sentence's words (generator/citations.py); `quoted`: a line of "
+        "the evidence section quoting that source (prompt.evidence_quotes, generator/evidence.py)."
     )
 
 

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from ragserve.config import AppConfig, SamplingConfig
+from ragserve.generator.evidence import without_section
 from ragserve.ingest.pipeline import Ingestor
 from ragserve.ingest.plan import IngestReport
 from ragserve.ingest.prepare import TextDocument
@@ -193,8 +194,8 @@ class RagService:
             )
         last = users[-1]
         question = req.messages[last].text()
-        turns = [
-            {"role": m.role, "content": m.text()}
+        turns = [  # an earlier answer without its quotes of the context (generator/evidence.py)
+            {"role": m.role, "content": without_section(m.text()) if m.role == "assistant" else m.text()}
             for m in req.messages[:last]
             if m.role in ("user", "assistant") and m.text().strip()
         ]
