@@ -180,7 +180,9 @@ class RagPipeline:
         finally:
             await deltas.aclose()  # aborts the request if the caller stopped reading
         text = "".join(pieces)
-        held = [h.chunk for h in reversed(built.contexts)]  # what the prompt held, by source number
+        # What the prompt held, by source number: the text the model saw (an injected instruction the prompt
+        # left out is neither quoted nor cited).
+        held = list(reversed(built.texts or [h.chunk for h in built.contexts]))
         found_citations = cite(text, held)
         quotes = self._evidence(query.text, text, held)  # a follow-up: what it means (conversation.py)
         if quotes:

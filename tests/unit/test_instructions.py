@@ -77,6 +77,8 @@ def test_the_prompt_quotes_the_cleaned_chunk_and_the_sources_keep_the_stored_one
     user = built.messages[-1]["content"]
     assert "ZEBRA-4417" not in user and REMOVED in user and AFTER in user
     assert built.contexts[-1] is planted and "ZEBRA-4417" in built.contexts[-1].chunk  # sources: as stored
+    assert "ZEBRA-4417" not in built.texts[-1] and AFTER in built.texts[-1]  # what evidence may quote
+    assert built.texts[:-1] == [h.chunk for h in reversed(HITS)]  # the others as stored, in prompt order
     assert removed_total() == before + 1  # ragserve_context_instructions_removed_total
     kept = _builder(tiny_tokenizer, False).build("What is M?", [planted, *HITS], max_tokens=64)
     assert "ZEBRA-4417" in kept.messages[-1]["content"]  # prompt.remove_instructions: false

@@ -54,6 +54,9 @@ class BuiltPrompt:
     contexts: list[Any] = field(default_factory=list)  # in prompt order: best last
     dropped: int = 0  # contexts left out to fit the budget
     truncated: bool = False  # the one kept context was cut to fit
+    # Each context's text as the prompt quotes it, in the same order: instructions removed
+    # (prompt.remove_instructions), cut when truncated. Empty: the contexts' chunks as stored.
+    texts: list[str] = field(default_factory=list)
 
 
 # "<" opening anything that reads as a context tag: "</CONTEXT >", "< context source=...>", "</ context".
@@ -164,6 +167,7 @@ class PromptBuilder:
                     [c.hit for c in reversed(kept)],
                     len(hits_best_first) - len(kept),
                     truncated,
+                    [c.chunk for c in reversed(kept)],
                 )
             if len(kept) > 1:
                 kept.pop()  # drop the worst remaining context
