@@ -20,6 +20,10 @@ def test_sentences_are_plain_text_without_markup_and_short_lines() -> None:
     assert sentences(CHUNKS[1]) == ["topK; The maximum number of results, at most 16,384 with the offset."]
     assert sentences(CHUNKS[2]) == ["See the search guide for the maximum topK of a search request."]
     assert sentences("Parameter\nDescription") == []  # headings and table labels say nothing
+    assert sentences("| HNSW | DISKANN | IVF_FLAT | GPU_CAGRA |\nFLAT IVF_SQ8 HNSW SCANN") == []  # names only
+    assert sentences("Use HNSW or IVF_FLAT for most workloads.") == [
+        "Use HNSW or IVF_FLAT for most workloads."
+    ]
     long = sentences("topK search limit " + "word " * 200)[0]
     assert len(long) <= MAX_CHARS + 2 and long.endswith(" …")
     # A paragraph is one line in Markdown: every sentence of it counts, however long the line.

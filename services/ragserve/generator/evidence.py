@@ -25,6 +25,7 @@ RANK_DECAY = 0.85  # a sentence of the k-th best chunk (0-based) scores 0.85^k o
 LENGTH_PENALTY = 0.02  # per content word: a long sentence holds the question's words by chance
 MAX_CHARS = 300  # a longer sentence is cut at a word boundary, with an ellipsis
 MIN_WORDS = 3  # content words a quote needs: shorter lines (a heading, "Parameter") say nothing
+CAPS_SHARE = 0.5  # a line whose words are at least this share ALL-CAPS is a list of names, not a sentence
 SAID_SHARE = 0.6  # a sentence whose content words the answer holds at least this share of is not quoted
 
 # A sentence ends at . ! ? before white space, or before a capitalised word with no space ("them.You").
@@ -38,6 +39,7 @@ _SPACE = re.compile(r"\s+")
 _TABLE_RULE = re.compile(r"^[|:\-\s]+$")
 _BLOCK = re.compile(r"^(?:#{1,6}\s|\||[-*+]\s|>|\d{1,3}[.)]\s|<)")  # a line that starts a block
 _UNWRAPPED = re.compile(r"^(?:#{1,6}\s|\||<)")  # blocks that never continue on the next line
+_WORD = re.compile(r"[A-Za-z][\w\-]*")
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,17 @@ def _lines(chunk: str) -> list[str]:
 
 
 def sentences(chunk: str) -> list[str]:
-    """The chunk's sentences (of plain-text lines) that hold enough content words to quote."""
+    """The chunk's sentences (of plain-text lines) that hold enough content words to quote and are more
+    than a list of names."""
     found = (_short(part.strip()) for line in _lines(chunk) for part in _SPLIT.split(_plain(line)))
-    return [s for s in found if len(content_words(s)) >= MIN_WORDS]
+    return [s for s in found if len(content_words(s)) >= MIN_WORDS and not _names_only(s)]
+
+
+def _names_only(sentence: str) -> bool:
+    """A line of constants ("FLAT IVF_FLAT IVF_SQ8 HNSW DISKANN"): it matches a question naming one of them
+    and tells the reader nothing."""
+    words = _WORD.findall(sentence)
+    return sum(w.isupper() for w in words) >= CAPS_SHARE * len(words)
 
 
 def select(question: str, answer: str, chunks_best_first: Sequence[str], limit: int) -> list[Quote]:
