@@ -155,7 +155,7 @@ def score_answer(
 ) -> AnswerRow:
     """One item's row; ``contexts`` are the (source, chunk) pairs the prompt held, in returned-source order
     (best first); ``answer[evidence_at:]`` is its evidence section (generator/evidence.py). Citations,
-    support and loops are the model's own text's: quotes are right by construction."""
+    support, loops and abstention are the model's own text's: quotes are right by construction."""
     facts = key_facts(item.answer_hint, item.question)
     sources = [s for s, _ in contexts]
     chunks = [c for _, c in contexts]
@@ -179,7 +179,7 @@ def score_answer(
         valid_citations=valid,
         attributed=attributed,
         attributed_to_gold=to_gold,
-        abstained=not grounded or abstains(answer),
+        abstained=not grounded or abstains(generated),
         unsupported=unsupported(generated, chunks) if grounded else 0.0,
         loops=loops(generated),
         latency_ms=timings.get("total_ms", 0.0),

@@ -95,3 +95,6 @@ def test_the_models_text_is_scored_apart_from_its_evidence_section() -> None:
     assert (row.recall, row.recall_generated, row.citations, row.cited) == (1.0, 0.0, 0, False)
     whole = score_answer(item, answer, held, True, None, {}, 5)  # without the split: the quote's mark counts
     assert (whole.recall_generated, whole.citations) == (1.0, 1)
+    # A quote saying "not covered" (documentation can) does not make the answer an abstention.
+    quoting = model_text + render([Quote("Upserts are not covered by this limit.", 1)])[0]
+    assert not score_answer(item, quoting, held, True, None, {}, 5, evidence_at=len(model_text)).abstained
