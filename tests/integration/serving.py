@@ -102,16 +102,18 @@ def replicas(deployment: str) -> int:
     return sum(n for state, n in status.replica_states.items() if str(state).endswith("RUNNING"))
 
 
-def grow_embedder_pool(to: int, timeout_s: float = 90) -> int:
+def grow_embedder_pool(to: int, timeout_s: float = 150) -> int:
     """Send concurrent searches until the embedder pool has ``to`` replicas (or the time is up)."""
     import concurrent.futures as cf
 
     # without the reranker: its queue would hold the load in front of the embedder
     body = {"query": "How are consistency levels defined?", "top_k": 3, "rerank": False}
     stop_at = time.time() + timeout_s
-    with cf.ThreadPoolExecutor(16) as pool:
+    # 32 at once: the router sends its pending queries in one call and ONNX encodes a query in ~4 ms, so 16
+    # clients once left one call in flight for 90 s and the pool at 1 (a CI run of 314085e).
+    with cf.ThreadPoolExecutor(32) as pool:
         while time.time() < stop_at and replicas("Embedder") < to:
-            list(pool.map(lambda _: post("/v1/search", body).status_code, range(64)))
+            list(pool.map(lambda _: post("/v1/search", body).status_code, range(128)))
     return replicas("Embedder")
 
 
