@@ -182,7 +182,7 @@ class RagPipeline:
         text = "".join(pieces)
         # What the prompt held, by source number: the text the model saw (an injected instruction the prompt
         # left out is neither quoted nor cited).
-        held = list(reversed(built.texts or [h.chunk for h in built.contexts]))
+        held = list(reversed(built.texts))
         found_citations = cite(text, held)
         quotes = self._evidence(query.text, text, held)  # a follow-up: what it means (conversation.py)
         if quotes:

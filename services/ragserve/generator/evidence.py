@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ragserve.generator.citations import content_words
 
 HEADER = "From the sources:"
+_OPENING = "\n\n" + HEADER  # how the section starts after the answer
 RANK_DECAY = 0.85  # a sentence of the k-th best chunk (0-based) scores 0.85^k of its matches
 LENGTH_PENALTY = 0.02  # per content word: a long sentence holds the question's words by chance
 MAX_CHARS = 300  # a longer sentence is cut at a word boundary, with an ellipsis
@@ -130,7 +131,7 @@ def render(quotes: Sequence[Quote]) -> tuple[str, list[tuple[int, int]]]:
     """The evidence section appended to an answer (empty without quotes), and each quote line's span in it."""
     if not quotes:
         return "", []
-    section, spans = "\n\n" + HEADER, []
+    section, spans = _OPENING, []
     for q in quotes:
         line = f'- "{q.text}" [{q.source}]'
         section += "\n"
@@ -142,5 +143,5 @@ def render(quotes: Sequence[Quote]) -> tuple[str, list[tuple[int, int]]]:
 def without_section(answer: str) -> str:
     """An earlier answer as the model wrote it, its evidence section cut off: what a chat's history and
     follow-up query keep of it (clients send the whole answer back)."""
-    cut = answer.find("\n\n" + HEADER + "\n")
+    cut = answer.find(_OPENING + "\n")
     return answer if cut < 0 else answer[:cut]

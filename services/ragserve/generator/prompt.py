@@ -55,7 +55,7 @@ class BuiltPrompt:
     dropped: int = 0  # contexts left out to fit the budget
     truncated: bool = False  # the one kept context was cut to fit
     # Each context's text as the prompt quotes it, in the same order: instructions removed
-    # (prompt.remove_instructions), cut when truncated. Empty: the contexts' chunks as stored.
+    # (prompt.remove_instructions), cut when truncated.
     texts: list[str] = field(default_factory=list)
 
 
